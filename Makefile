@@ -1,0 +1,32 @@
+# incident-bot — the two commands that matter are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Run the whole flow offline: alert -> investigation -> proposal -> approval -> rollback -> verified.
+demo: $(STAMP)
+	@if [ -t 0 ]; then $(BIN)/incident-bot demo; else $(BIN)/incident-bot demo --yes; fi
+
+## Lint, type-check and run the whole test suite.
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot tools policies tests bench
+	$(BIN)/ruff format --check bot tools policies tests bench
+	$(BIN)/mypy bot tools policies
+
+bench: $(STAMP)
+	$(BIN)/python bench/checkpoint.py
+
+clean:
+	rm -rf $(VENV) .incident-bot

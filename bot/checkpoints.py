@@ -1,0 +1,42 @@
+"""Checkpointer: the one way a lease holder writes its run (timed, and shown to listeners)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bot.errors import StaleWrite
+from bot.metrics import Metrics
+from bot.models import Run, Step
+from bot.store import RunStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Run, Sequence[Step]], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpointer:
+    """Writes checkpoints as `owner`; each write is fenced by lease and version."""
+
+    store: RunStore
+    metrics: Metrics
+    owner: str
+    listener: Listener | None = None
+
+    async def write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
+        """Write the run and append steps; raises `StaleWrite` if the run moved on."""
+        started = time.perf_counter()
+        try:
+            written = await self.store.checkpoint(run, owner=self.owner, steps=steps)
+        except StaleWrite:
+            log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
+            raise
+        self.metrics.checkpoint_write.observe(time.perf_counter() - started)
+        if written.status.terminal:
+            self.metrics.runs_finished.labels(written.status.value).inc()
+        if self.listener is not None:
+            await self.listener(written, steps)
+        return written

@@ -1,0 +1,267 @@
+"""The `incident-bot` command: triage, demo, runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot.demo import DEMO_SCENARIO, demo_alert
+from bot.deps import Deps, open_deps
+from bot.errors import IncidentBotError
+from bot.intake.alertmanager import parse_document
+from bot.logs import configure_logging
+from bot.models import Alert, Decision, Run, RunStatus
+from bot.runs import follow, record_decision, start_run
+from bot.settings import Settings
+from bot.terminal import TerminalView
+from tools.sandbox import run_sandbox
+
+# Exit codes a script can branch on.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_NEEDS_HUMAN = 2
+
+_HEALTHY_ENDS = {RunStatus.RESOLVED, RunStatus.CONCLUDED, RunStatus.REJECTED}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `incident-bot` console script."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        code = asyncio.run(args.handler(args, Settings()))
+    except (IncidentBotError, ValidationError) as exc:
+        print(f"incident-bot: {exc}", file=sys.stderr)
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incident-bot", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("INCIDENT_BOT_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def answer_flags(p: argparse.ArgumentParser) -> None:
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(
+            "--yes",
+            action="store_const",
+            const=True,
+            dest="answer",
+            help="approve the proposal without asking",
+        )
+        group.add_argument(
+            "--no",
+            action="store_const",
+            const=False,
+            dest="answer",
+            help="reject the proposal without asking",
+        )
+
+    triage = sub.add_parser("triage", help="investigate an alert in the terminal")
+    triage.add_argument(
+        "alert_file", type=Path, help="Alertmanager webhook body or one alert (JSON)"
+    )
+    answer_flags(triage)
+    triage.set_defaults(handler=_triage)
+
+    demo = sub.add_parser("demo", help="the whole flow against the bundled sandbox, offline")
+    demo.add_argument("--scenario", default=DEMO_SCENARIO)
+    demo.add_argument(
+        "--with-model",
+        action="store_true",
+        help="use Claude (ANTHROPIC_API_KEY) instead of the runbook planner",
+    )
+    answer_flags(demo)
+    demo.set_defaults(handler=_demo)
+
+    runs = sub.add_parser("runs", help="list, show and decide runs").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = runs.add_parser("list", help="recent runs, newest first")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(handler=_runs_list)
+    show = runs.add_parser("show", help="one run with its transcript and audit trail")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_runs_show)
+    resume = runs.add_parser("resume", help="drive a run whose process died to its end")
+    resume.add_argument("run_id")
+    answer_flags(resume)
+    resume.set_defaults(handler=_runs_resume)
+    for verb in ("approve", "reject"):
+        decide = runs.add_parser(verb, help=f"{verb} the run's proposal and resume the run")
+        decide.add_argument("run_id")
+        decide.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
+        decide.add_argument("--reason", default="")
+        decide.set_defaults(handler=_runs_decide, verdict=verb)
+    return parser
+
+
+async def _triage(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        document = json.loads(args.alert_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"incident-bot: cannot read {args.alert_file}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    alerts = parse_document(document)
+    async with open_deps(settings) as deps:
+        return await _investigate(deps, alerts[0], trigger="cli", answer=args.answer)
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    async with run_sandbox(args.scenario) as sandbox:
+        demo_settings = settings.model_copy(
+            update={
+                "prometheus_url": sandbox.url,
+                "kubernetes_url": sandbox.url,
+                "kubeconfig": None,
+                "actions_kubeconfig": None,
+                "verify_interval_seconds": 1.0,
+                "anthropic_api_key": settings.anthropic_api_key if args.with_model else None,
+            }
+        )
+        print(f"Sandbox '{args.scenario}' serving Prometheus and Kubernetes APIs at {sandbox.url}")
+        async with open_deps(demo_settings) as deps:
+            return await _investigate(
+                deps, demo_alert(sandbox.url), trigger="demo", answer=args.answer
+            )
+
+
+async def _investigate(deps: Deps, alert: Alert, *, trigger: str, answer: bool | None) -> int:
+    run = await start_run(deps, alert, trigger=trigger)
+    print(f"Run {run.id}: {alert.title}  [{alert.severity}]")
+    print(f"  labels: {', '.join(f'{k}={v}' for k, v in sorted(alert.labels.items()))}")
+    return await _follow_in_terminal(deps, run.id, answer)
+
+
+async def _follow_in_terminal(deps: Deps, run_id: str, answer: bool | None) -> int:
+    """Drive the run with the terminal view; ask for approval (or take `answer`)."""
+    view = TerminalView(deps.actions, deps.action_context)
+
+    async def decide(waiting: Run) -> bool:
+        assert waiting.proposal is not None  # noqa: S101 - awaiting approval has a proposal
+        verdict = answer
+        if verdict is None and sys.stdin.isatty():
+            verdict = await view.ask_approval(waiting)
+        if verdict is None:
+            view.say("Waiting for a decision from another process:")
+            view.say(f"  incident-bot runs approve {waiting.id}   (or: runs reject {waiting.id})")
+            return True
+        view.say(f"{'Approved' if verdict else 'Rejected'} from the terminal.")
+        await record_decision(
+            deps,
+            Decision(
+                run_id=waiting.id,
+                proposal_id=waiting.proposal.id,
+                user=f"{getpass.getuser()}@{socket.gethostname()}",
+                verdict="approve" if verdict else "reject",
+                via="terminal",
+            ),
+        )
+        return True
+
+    run = await follow(deps.driver(view.on_checkpoint), deps, run_id, decide)
+    view.finished(run, deps.redis_location)
+    return EXIT_OK if run.status in _HEALTHY_ENDS else EXIT_NEEDS_HUMAN
+
+
+async def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        runs = await deps.store.list_runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        print("no runs")
+    for run in runs:
+        print(
+            f"{run.id}  {run.status.value:<18} {run.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"{run.alert.title}"
+        )
+    return EXIT_OK
+
+
+async def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        run = await deps.store.load(args.run_id)
+        transcript = await deps.store.transcript(run.id)
+        audit = await deps.store.read_audit(run.id)
+        record = await deps.store.action_record(run.id, run.proposal.id) if run.proposal else None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run": run.model_dump(mode="json"),
+                    "transcript": [s.model_dump(mode="json") for s in transcript],
+                    "audit": [{"id": a.id, "event": a.event, **a.data} for a in audit],
+                    "action": record.model_dump(mode="json") if record else None,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    engine = f"{run.engine}: {run.engine_reason}" if run.engine_reason else run.engine
+    print(f"{run.id}: {run.status.value}  ({engine})")
+    print(f"  alert:   {run.alert.title}")
+    print(f"  steps:   {run.steps}  model calls: {run.model_calls}  tokens: {run.usage.total}")
+    if run.summary:
+        print(f"  summary: {run.summary}")
+    if run.proposal:
+        print(f"  proposal {run.proposal.id}: {run.proposal.action} on {run.proposal.target}")
+    if record:
+        print(f"  action:  {record.state} by {record.owner} {record.detail}")
+    if run.outcome:
+        print(f"  outcome: {run.outcome}")
+    print("  audit:")
+    for event in audit:
+        print(f"    {event.id}  {event.event}  {json.dumps(event.data)[:120]}")
+    return EXIT_OK
+
+
+async def _runs_decide(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        run = await deps.store.load(args.run_id)
+        if run.proposal is None or run.status is not RunStatus.AWAITING_APPROVAL:
+            print(f"run {run.id} is {run.status.value}, not awaiting approval", file=sys.stderr)
+            return EXIT_ERROR
+        recorded = await record_decision(
+            deps,
+            Decision(
+                run_id=run.id,
+                proposal_id=run.proposal.id,
+                user=args.user,
+                verdict=args.verdict,
+                reason=args.reason,
+                via="cli",
+            ),
+        )
+        print(f"{args.verdict} by {args.user} {'recorded' if recorded else 'was already recorded'}")
+        view = TerminalView(deps.actions, deps.action_context)
+
+        async def still_waiting(waiting: Run) -> bool:
+            view.say("The proposal needs more decisions; the run stays paused in Redis.")
+            return False
+
+        run = await follow(deps.driver(view.on_checkpoint), deps, run.id, still_waiting)
+        view.finished(run, deps.redis_location)
+        return EXIT_OK if run.status in _HEALTHY_ENDS else EXIT_NEEDS_HUMAN
+
+
+async def _runs_resume(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        run = await deps.store.load(args.run_id)
+        print(f"Resuming {run.id} ({run.status.value}, {run.steps} steps so far)")
+        return await _follow_in_terminal(deps, run.id, args.answer)

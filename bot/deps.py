@@ -1,0 +1,155 @@
+"""Deps: every client the bot uses, built once in an `async with` and handed down frozen."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anthropic
+
+from bot.checkpoints import Checkpointer, Listener
+from bot.investigation import Investigator, Limits
+from bot.llm import ClaudeEngine
+from bot.metrics import Metrics
+from bot.redis_connection import open_redis
+from bot.remediation import Remediator
+from bot.runbook import Runbook, RunbookPlanner, load_runbooks
+from bot.runner import RunDriver
+from bot.settings import Settings
+from bot.store import RunStore
+from tools.actions import ACTIONS, Action, ActionContext
+from tools.kube_client import kubernetes_client
+from tools.kubernetes import KUBERNETES
+from tools.prometheus import PROMETHEUS
+from tools.toolset import Tool, ToolContext, Toolset, index_tools
+
+# Every toolset the bot has, listed explicitly (no registry filled by imports).
+TOOLSETS: tuple[Toolset, ...] = (PROMETHEUS, KUBERNETES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deps:
+    """The process's clients and configuration, shared by every run."""
+
+    settings: Settings
+    store: RunStore
+    metrics: Metrics
+    tool_context: ToolContext
+    action_context: ActionContext
+    claude: anthropic.AsyncAnthropic | None
+    tools: dict[str, Tool]
+    actions: dict[str, Action]
+    runbooks: tuple[Runbook, ...]
+    owner: str
+    redis_location: str
+
+    def driver(self, listener: Listener | None = None) -> RunDriver:
+        """A run driver writing as this process, optionally reporting each checkpoint."""
+        s = self.settings
+        checkpoints = Checkpointer(
+            store=self.store, metrics=self.metrics, owner=self.owner, listener=listener
+        )
+        model = None
+        if self.claude is not None:
+            model = ClaudeEngine(
+                self.claude,
+                model=s.model,
+                max_tokens=s.model_max_tokens,
+                tools=tuple(self.tools.values()),
+                actions=tuple(self.actions.values()),
+                metrics=self.metrics,
+            )
+        investigator = Investigator(
+            store=self.store,
+            metrics=self.metrics,
+            tools=self.tools,
+            tool_context=self.tool_context,
+            model=model,
+            model_name=s.model,
+            planner=RunbookPlanner(self.runbooks, self.tools),
+            limits=Limits(max_steps=s.max_steps, token_budget=s.token_budget),
+            checkpoints=checkpoints,
+        )
+        remediator = Remediator(
+            store=self.store,
+            metrics=self.metrics,
+            checkpoints=checkpoints,
+            actions=self.actions,
+            action_context=self.action_context,
+            tool_context=self.tool_context,
+            verify_timeout_seconds=s.verify_timeout_seconds,
+            verify_interval_seconds=s.verify_interval_seconds,
+        )
+        return RunDriver(
+            store=self.store,
+            metrics=self.metrics,
+            checkpoints=checkpoints,
+            investigator=investigator,
+            remediator=remediator,
+            lease_seconds=s.lease_seconds,
+            approval_timeout_seconds=s.approval_timeout_seconds,
+        )
+
+
+@asynccontextmanager
+async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Deps]:
+    """Connect everything the settings name; close it all on exit."""
+    async with AsyncExitStack() as stack:
+        connection = await stack.enter_async_context(open_redis(settings))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        read_kube = await _kubernetes(stack, settings.kubernetes_url, settings.kubeconfig)
+        write_kube = await _kubernetes(
+            stack, settings.kubernetes_url, settings.actions_kubeconfig or settings.kubeconfig
+        )
+        claude = None
+        if settings.anthropic_api_key is not None:
+            claude = anthropic.AsyncAnthropic(
+                api_key=settings.anthropic_api_key.get_secret_value(),
+                base_url=settings.anthropic_base_url,
+                max_retries=settings.model_max_retries,
+                timeout=settings.model_timeout_seconds,
+                http_client=anthropic.DefaultAioHttpClient(),
+            )
+            stack.push_async_callback(claude.close)
+        yield Deps(
+            settings=settings,
+            store=RunStore(
+                connection.client,
+                prefix=settings.key_prefix,
+                retention_seconds=settings.retention_seconds,
+            ),
+            metrics=metrics or Metrics(),
+            tool_context=ToolContext(
+                http=http,
+                prometheus_url=settings.prometheus_url,
+                kubernetes=read_kube,
+                timeout_seconds=settings.tool_timeout_seconds,
+            ),
+            action_context=ActionContext(
+                http=http,
+                kubernetes=write_kube,
+                prometheus_url=settings.prometheus_url,
+            ),
+            claude=claude,
+            tools=index_tools(TOOLSETS),
+            actions={a.name: a for a in ACTIONS},
+            runbooks=load_runbooks(
+                settings.policy_dir / "runbooks" if settings.policy_dir else None
+            ),
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            redis_location=connection.location,
+        )
+
+
+async def _kubernetes(stack: AsyncExitStack, url: str | None, kubeconfig: Any) -> Any:
+    if url is None and kubeconfig is None and "KUBERNETES_SERVICE_HOST" not in os.environ:
+        return None
+    client = await kubernetes_client(url, kubeconfig)
+    stack.push_async_callback(client.close)
+    return client

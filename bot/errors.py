@@ -1,0 +1,48 @@
+"""The error tree of incident-bot.
+
+    IncidentBotError
+    ├── StoreError                 Redis said no, or holds something we cannot read
+    │   ├── RunNotFound            no run with that id
+    │   ├── StaleWrite             the run's version or lease moved on: this writer must stop
+    │   └── LeaseHeld              another worker holds the run's lease
+    ├── InvalidAlert               an alert body we cannot turn into an `Alert`
+    ├── ProposalError              a decision or action that does not fit the run's state
+    └── ConfigError                settings or policy files that cannot work
+
+Tool failures are not exceptions: they become a `ToolResult` with status `error`,
+which the model reads and can act on.
+"""
+
+from __future__ import annotations
+
+
+class IncidentBotError(Exception):
+    """Base of every error raised on purpose by incident-bot."""
+
+
+class StoreError(IncidentBotError):
+    """Redis refused an operation or holds data we cannot read."""
+
+
+class RunNotFound(StoreError):
+    """No run with that id exists (or it has expired)."""
+
+
+class StaleWrite(StoreError):
+    """The run's version or lease changed under this writer; it must stop writing."""
+
+
+class LeaseHeld(StoreError):
+    """Another worker holds the run's lease."""
+
+
+class InvalidAlert(IncidentBotError):
+    """An alert body that cannot be read as an Alert."""
+
+
+class ProposalError(IncidentBotError):
+    """A decision or action that does not fit the run's current state."""
+
+
+class ConfigError(IncidentBotError):
+    """Settings, runbooks or policies that cannot work."""

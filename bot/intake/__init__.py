@@ -1,0 +1,1 @@
+"""Adapters that turn each alert source into `Alert` models."""

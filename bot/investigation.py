@@ -1,0 +1,247 @@
+"""The one investigation loop: ask the engine for a turn, checkpoint, act on the turn.
+
+Each turn is a `RunTools | AwaitApproval | Finish | Continue | HandOver`. The loop writes
+a checkpoint after every model call and after every tool batch, so a process killed at
+any point leaves a run that another process resumes where it stopped. The Claude engine
+runs the run until it cannot (down, over budget, step limit, refusal); then the runbook
+planner continues the same run, and the audit stream says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from bot.checkpoints import Checkpointer
+from bot.llm import cost_dollars
+from bot.metrics import Metrics
+from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
+from bot.store import RunStore
+from tools.toolset import Tool, ToolContext, ToolInputError, ToolResult, compact_json
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What the loop asks for the next turn: the Claude engine or the runbook planner."""
+
+    async def next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
+        """The next turn of the run, with the steps to record first."""
+        ...
+
+    def resume(self, step: Step) -> EngineReply:
+        """What this engine's recorded step asks for, when a run resumes after it."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """The guards of one investigation."""
+
+    max_steps: int
+    token_budget: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Investigator:
+    """Everything the loop needs, built once per process."""
+
+    store: RunStore
+    metrics: Metrics
+    tools: dict[str, Tool]
+    tool_context: ToolContext
+    model: Engine | None
+    model_name: str
+    planner: Engine
+    limits: Limits
+    checkpoints: Checkpointer
+
+    async def investigate(self, run: Run) -> Run:
+        """Drive the run until it proposes an action or ends; returns the last checkpoint."""
+        transcript = await self.store.transcript(run.id)
+        if run.status is not RunStatus.INVESTIGATING:
+            run = await self._write(run.model_copy(update={"status": RunStatus.INVESTIGATING}))
+        started = time.monotonic()
+        resumed = self._resume(run, transcript)
+        while True:
+            if utcnow() >= run.deadline:
+                return await self._finish(
+                    run, Finish(summary="the run's deadline passed", needs_attention=True)
+                )
+            reply, resumed = resumed or await self._next_turn(run, transcript), None
+            run = await self._write(self._account(run, reply), reply.steps)
+            transcript.extend(reply.steps)
+            turn = reply.turn
+            match turn:
+                case RunTools(calls=calls):
+                    results = await self._run_tools(run, calls, index=len(transcript))
+                    run = await self._write(run, (results,))
+                    transcript.append(results)
+                case AwaitApproval():
+                    self.metrics.investigation_duration.observe(time.monotonic() - started)
+                    return await self._propose(run, turn)
+                case Finish():
+                    self.metrics.investigation_duration.observe(time.monotonic() - started)
+                    return await self._finish(run, turn)
+                case HandOver(reason=reason):
+                    await self.store.audit(run.id, "planner_fallback", reason=reason)
+                    # Without a model configured this is the plan, not a problem.
+                    log.log(
+                        logging.INFO if self.model is None else logging.WARNING,
+                        "the runbook planner takes over",
+                        extra={"run_id": run.id, "reason": reason},
+                    )
+                    run = await self._write(
+                        run.model_copy(update={"engine": "runbook", "engine_reason": reason})
+                    )
+                case Continue():
+                    pass
+
+    async def _next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
+        if run.engine == "runbook":
+            return await self.planner.next_turn(run, transcript)
+        reason = self._why_not_model(run)
+        if reason is not None:
+            return EngineReply(turn=HandOver(reason=reason))
+        assert self.model is not None  # noqa: S101 - _why_not_model checked it
+        started = time.monotonic()
+        reply = await self.model.next_turn(run, transcript)
+        await self.store.audit(
+            run.id,
+            "model_call",
+            model=self.model_name,
+            seconds=round(time.monotonic() - started, 3),
+            turn=type(reply.turn).__name__,
+            stop_reason=reply.steps[0].stop_reason if reply.steps else None,
+            usage=reply.usage.model_dump() if reply.usage else None,
+        )
+        return reply
+
+    def _resume(self, run: Run, transcript: Sequence[Step]) -> EngineReply | None:
+        """When the last step is the engine's own (the process died after writing it),
+        what it asked for: tool calls to run again (they are read-only), or a finish."""
+        if not transcript or transcript[-1].role != "assistant":
+            return None
+        last = transcript[-1]
+        if last.author == "planner":
+            return self.planner.resume(last)
+        if run.engine == "runbook":
+            return None  # the planner starts its own plan; the model's last step is moot
+        if self.model is None:
+            return EngineReply(
+                turn=HandOver(reason="no ANTHROPIC_API_KEY to resume the model's run")
+            )
+        return self.model.resume(last)
+
+    def _why_not_model(self, run: Run) -> str | None:
+        if self.model is None:
+            return "no ANTHROPIC_API_KEY: the runbook planner investigates"
+        if run.model_calls >= self.limits.max_steps:
+            return f"step limit reached ({self.limits.max_steps} model calls)"
+        if run.usage.total >= self.limits.token_budget:
+            return f"token budget spent ({run.usage.total} of {self.limits.token_budget})"
+        return None
+
+    def _account(self, run: Run, reply: EngineReply) -> Run:
+        if reply.usage is None:
+            return run
+        return run.model_copy(
+            update={
+                "model_calls": run.model_calls + 1,
+                "usage": run.usage.plus(reply.usage),
+                "cost_dollars": run.cost_dollars + cost_dollars(self.model_name, reply.usage),
+            }
+        )
+
+    async def _run_tools(self, run: Run, calls: Sequence[ToolCallPart], *, index: int) -> Step:
+        results = await asyncio.gather(*(self._run_tool(run, call) for call in calls))
+        return Step(index=index, role="user", author="tools", content=list(results))
+
+    async def _run_tool(self, run: Run, call: ToolCallPart) -> ToolResultPart:
+        tool = self.tools.get(call.name)
+        started = time.monotonic()
+        if tool is None:
+            result = ToolResult.fail(
+                f"unknown tool {call.name!r}; available: {', '.join(sorted(self.tools))}"
+            )
+        else:
+            try:
+                args = tool.validate_input(call.input)
+            except ToolInputError as exc:
+                result = ToolResult.fail(str(exc))
+            else:
+                result = await self._call(tool, args)
+        seconds = time.monotonic() - started
+        name = tool.name if tool else "unknown"
+        self.metrics.tool_calls.labels(name, result.status).inc()
+        self.metrics.tool_call_duration.labels(name).observe(seconds)
+        await self.store.audit(
+            run.id,
+            "tool_call",
+            tool=call.name,
+            input=compact_json(call.input),
+            status=result.status,
+            seconds=round(seconds, 3),
+            error=result.error,
+        )
+        return ToolResultPart(
+            tool_use_id=call.id, content=result.render(), is_error=result.status == "error"
+        )
+
+    async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
+        try:
+            async with asyncio.timeout(self.tool_context.timeout_seconds):
+                return await tool.call(self.tool_context, args)
+        except TimeoutError:
+            return ToolResult.fail(
+                f"timed out after {self.tool_context.timeout_seconds:g}s; narrow the query"
+            )
+        except Exception as exc:  # the boundary of one tool call: the model reads the error
+            log.exception("tool %s failed", tool.name)
+            return ToolResult.fail(f"{type(exc).__name__}: {exc}")
+
+    async def _propose(self, run: Run, turn: AwaitApproval) -> Run:
+        run = await self._write(
+            run.model_copy(
+                update={
+                    "status": RunStatus.AWAITING_APPROVAL,
+                    "proposal": turn.proposal,
+                    "summary": turn.summary,
+                    "findings": [*run.findings, *turn.findings],
+                }
+            )
+        )
+        await self.store.audit(
+            run.id,
+            "proposal",
+            proposal=turn.proposal.id,
+            action=turn.proposal.action,
+            arguments=turn.proposal.arguments,
+            engine=run.engine,
+        )
+        return run
+
+    async def _finish(self, run: Run, turn: Finish) -> Run:
+        status = RunStatus.NEEDS_ATTENTION if turn.needs_attention else RunStatus.CONCLUDED
+        run = await self._write(
+            run.model_copy(
+                update={
+                    "status": status,
+                    "summary": turn.summary,
+                    "outcome": turn.summary,
+                    "findings": [*run.findings, *turn.findings],
+                }
+            )
+        )
+        await self.store.audit(run.id, "finished", status=status.value, summary=turn.summary)
+        return run
+
+    async def _write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
+        return await self.checkpoints.write(run, steps)

@@ -1,0 +1,100 @@
+"""Prometheus metrics, created per process in their own registry (never at import time).
+
+Names follow DESIGN.md; labels stay low-cardinality (never a run id, user or alert name).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The run engine's metrics, in one registry. Components add theirs here as they are built."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.runs_started = Counter(
+            "incident_bot_runs_started_total", "Runs started.", ["trigger"], registry=r
+        )
+        self.runs_finished = Counter(
+            "incident_bot_runs_finished_total", "Runs ended, by outcome.", ["outcome"], registry=r
+        )
+        self.runs = Gauge(
+            "incident_bot_runs",
+            "Runs this process is working on, by state.",
+            ["state"],
+            registry=r,
+        )
+        self.investigation_duration = Histogram(
+            "incident_bot_investigation_duration_seconds",
+            "Time from the start of an investigation to its proposal or conclusion.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.run_steps = Histogram(
+            "incident_bot_run_steps",
+            "Transcript steps of a finished investigation.",
+            buckets=(2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.model_requests = Counter(
+            "incident_bot_model_requests_total",
+            "Messages API requests.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.model_request_duration = Histogram(
+            "incident_bot_model_request_duration_seconds",
+            "Messages API request time.",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.model_tokens = Counter(
+            "incident_bot_model_tokens_total",
+            "Tokens used, by kind.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.model_cost = Counter(
+            "incident_bot_model_cost_dollars_total",
+            "Estimated model spend.",
+            ["model"],
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "incident_bot_tool_calls_total",
+            "Tool calls, by status.",
+            ["tool", "status"],
+            registry=r,
+        )
+        self.tool_call_duration = Histogram(
+            "incident_bot_tool_call_duration_seconds",
+            "Tool call time.",
+            ["tool"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.approvals = Counter(
+            "incident_bot_approvals_total", "Decisions recorded.", ["decision"], registry=r
+        )
+        self.time_to_decision = Histogram(
+            "incident_bot_time_to_decision_seconds",
+            "From proposal to the decision that ended it.",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+        self.actions = Counter(
+            "incident_bot_actions_total",
+            "Actions executed, by outcome.",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.checkpoint_write = Histogram(
+            "incident_bot_checkpoint_write_duration_seconds",
+            "Checkpoint write time.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=r,
+        )

@@ -1,0 +1,286 @@
+"""What crosses the wire or is stored: alerts, runs, transcript steps, proposals, decisions.
+
+Every stored model carries `schema_version`; frozen fixtures of each version live in
+`tests/fixtures/checkpoints/` and must keep loading.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+SCHEMA_VERSION = 1  # the version every model below writes
+
+JsonObject = dict[str, JsonValue]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A short random id such as `run-3f9c1a2b7d`."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Stored(BaseModel):
+    """Base of stored models: versioned, strict about unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+
+
+class Alert(Stored):
+    """One alert from any source, normalised."""
+
+    source: Literal["alertmanager", "generic", "slack", "cli"]
+    fingerprint: str
+    group_key: str
+    status: Literal["firing", "resolved"] = "firing"
+    title: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    generator_url: str | None = None
+    links: list[str] = Field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        """The alert's `severity` label, `unknown` when it has none."""
+        return self.labels.get("severity", "unknown")
+
+
+class RunStatus(StrEnum):
+    """The states of a run (see DESIGN.md)."""
+
+    QUEUED = "queued"
+    INVESTIGATING = "investigating"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    RESOLVED = "resolved"
+    CONCLUDED = "concluded"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    NEEDS_ATTENTION = "needs_attention"
+
+    @property
+    def terminal(self) -> bool:
+        """True when nothing more will happen to a run in this state."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {
+        RunStatus.RESOLVED,
+        RunStatus.CONCLUDED,
+        RunStatus.REJECTED,
+        RunStatus.EXPIRED,
+        RunStatus.CANCELLED,
+        RunStatus.FAILED,
+        RunStatus.NEEDS_ATTENTION,
+    }
+)
+
+
+class Usage(Stored):
+    """Tokens spent by a run's model calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        """All tokens, for comparing with the budget."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    def plus(self, other: Usage) -> Usage:
+        """The sum of two usages."""
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+class TextPart(BaseModel):
+    """Plain text in a message."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolCallPart(BaseModel):
+    """A request to run one tool (the Messages API's `tool_use` block)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: JsonObject
+
+
+class ToolResultPart(BaseModel):
+    """The answer to one tool call (the Messages API's `tool_result` block)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+class OpaquePart(BaseModel):
+    """A block we keep verbatim to send back (thinking, server tool use)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["opaque"] = "opaque"
+    block: JsonObject
+
+
+Part = Annotated[TextPart | ToolCallPart | ToolResultPart | OpaquePart, Field(discriminator="type")]
+
+
+class Step(Stored):
+    """One transcript message: appended to `run:{id}:transcript`, never changed."""
+
+    index: int
+    role: Literal["user", "assistant"]
+    author: Literal["alert", "model", "planner", "tools", "system"]
+    content: list[Part]
+    at: datetime = Field(default_factory=utcnow)
+    stop_reason: str | None = None
+    usage: Usage | None = None
+
+    def tool_calls(self) -> list[ToolCallPart]:
+        """The tool calls this step asks for."""
+        return [p for p in self.content if isinstance(p, ToolCallPart)]
+
+    def text(self) -> str:
+        """The step's text parts, joined."""
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class Check(Stored):
+    """A PromQL check: the signal is healthy when the query's value compares true."""
+
+    query: str
+    op: Literal["<", "<=", ">", ">=", "==", "absent"] = "absent"
+    threshold: float = 0.0
+
+    def passes(self, value: float | None) -> bool:
+        """Whether a query's value (None: no series) counts as healthy."""
+        if self.op == "absent":
+            return value is None
+        if value is None:
+            return False
+        match self.op:
+            case "<":
+                return value < self.threshold
+            case "<=":
+                return value <= self.threshold
+            case ">":
+                return value > self.threshold
+            case ">=":
+                return value >= self.threshold
+            case _:
+                return value == self.threshold
+
+    def describe(self) -> str:
+        """The check as a reader sees it."""
+        if self.op == "absent":
+            return f"`{self.query}` returns no series"
+        return f"`{self.query}` {self.op} {self.threshold:g}"
+
+
+class Finding(Stored):
+    """Something the investigation established, with the evidence behind it."""
+
+    summary: str
+    evidence: str = ""
+    tool: str | None = None
+
+
+class Proposal(Stored):
+    """A remediation the investigation asks a human to approve."""
+
+    id: str = Field(default_factory=lambda: new_id("prop"))
+    action: str
+    arguments: JsonObject
+    target: str
+    rationale: str
+    risk: Literal["low", "medium", "high"]
+    expected_effect: str
+    verify: Check | None = None
+    proposed_at: datetime = Field(default_factory=utcnow)
+
+
+class Decision(Stored):
+    """A human's answer to a proposal."""
+
+    run_id: str
+    proposal_id: str
+    user: str
+    verdict: Literal["approve", "reject"]
+    reason: str = ""
+    via: Literal["terminal", "cli", "slack"] = "cli"
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ActionRecord(Stored):
+    """The idempotency record of one proposal's action: written before and after the call."""
+
+    run_id: str
+    proposal_id: str
+    action: str
+    arguments: JsonObject
+    state: Literal["started", "succeeded", "failed"]
+    owner: str
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    detail: str = ""
+
+
+class Run(Stored):
+    """The checkpointed state of one investigation (the `run:{id}` hash's document).
+
+    The transcript is kept apart, in a list appended once per step.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("run"))
+    status: RunStatus = RunStatus.QUEUED
+    version: int = 0
+    trigger: Literal["alert", "cli", "slack", "demo"] = "alert"
+    alert: Alert
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    deadline: datetime
+    steps: int = 0
+    model_calls: int = 0
+    engine: Literal["model", "runbook"] = "model"
+    engine_reason: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    cost_dollars: float = 0.0
+    findings: list[Finding] = Field(default_factory=list)
+    proposal: Proposal | None = None
+    decisions: list[Decision] = Field(default_factory=list)
+    summary: str = ""
+    outcome: str = ""
+    channels: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,168 @@
+"""Execute an approved action exactly once, then verify that the signal recovered.
+
+The action record (`started` -> `succeeded`/`failed`) is claimed with SET NX before the
+call and written after it. A run that finds a `started` record it did not finish (the
+process died mid-action) looks at the target and stops as `needs_attention`: it never
+runs the action blindly a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
+
+from pydantic import BaseModel, ValidationError
+
+from bot.checkpoints import Checkpointer
+from bot.metrics import Metrics
+from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
+from bot.store import RunStore
+from tools.actions import Action, ActionContext
+from tools.prometheus import instant_value
+from tools.toolset import ToolContext, describe_validation_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Remediator:
+    """Runs approved actions and verifies them."""
+
+    store: RunStore
+    metrics: Metrics
+    checkpoints: Checkpointer
+    actions: dict[str, Action]
+    action_context: ActionContext
+    tool_context: ToolContext
+    verify_timeout_seconds: float
+    verify_interval_seconds: float
+
+    async def execute(self, run: Run) -> Run:
+        """Run the approved proposal's action once; the run moves to `verifying` or ends."""
+        proposal = _proposal(run)
+        action = self.actions.get(proposal.action)
+        if action is None:
+            return await self._end(run, RunStatus.FAILED, f"unknown action {proposal.action!r}")
+        try:
+            args = action.input_model.model_validate(proposal.arguments)
+        except ValidationError as exc:
+            return await self._end(
+                run,
+                RunStatus.FAILED,
+                f"{action.name}: invalid arguments: {describe_validation_error(exc)}",
+            )
+        record = ActionRecord(
+            run_id=run.id,
+            proposal_id=proposal.id,
+            action=proposal.action,
+            arguments=proposal.arguments,
+            state="started",
+            owner=self.checkpoints.owner,
+        )
+        existing = await self.store.begin_action(record)
+        if existing is not None:
+            return await self._after_existing(run, existing, action, args)
+        await self.store.audit(run.id, "action_started", action=action.name, proposal=proposal.id)
+        try:
+            detail = await action.execute(self.action_context, args, proposal.id)
+        except Exception as exc:  # the boundary of the action: record it, never re-run it
+            log.exception("action failed", extra={"run_id": run.id})
+            failed = record.model_copy(
+                update={"state": "failed", "finished_at": utcnow(), "detail": str(exc)}
+            )
+            await self.store.finish_action(failed)
+            await self.store.audit(run.id, "action_failed", action=action.name, error=str(exc))
+            self.metrics.actions.labels(action.name, "failed").inc()
+            return await self._end(run, RunStatus.FAILED, f"{action.name} failed: {exc}")
+        done = record.model_copy(
+            update={"state": "succeeded", "finished_at": utcnow(), "detail": detail}
+        )
+        await self.store.finish_action(done)
+        await self.store.audit(run.id, "action_succeeded", action=action.name, detail=detail)
+        self.metrics.actions.labels(action.name, "succeeded").inc()
+        return await self.checkpoints.write(
+            run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
+        )
+
+    async def _after_existing(
+        self, run: Run, existing: ActionRecord, action: Action, args: BaseModel
+    ) -> Run:
+        if existing.state == "succeeded":
+            return await self.checkpoints.write(
+                run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": existing.detail})
+            )
+        if existing.state == "failed":
+            return await self._end(
+                run, RunStatus.FAILED, f"{action.name} failed: {existing.detail}"
+            )
+        try:
+            seen = await action.observe(self.action_context, args)
+        except Exception as exc:  # observing is best effort; the human must look either way
+            seen = f"could not observe the target: {exc}"
+        note = (
+            f"{action.name} was started by {existing.owner} at {existing.started_at:%H:%M:%S} UTC "
+            f"and its outcome was never recorded; it was not run again. Target now: {seen}"
+        )
+        await self.store.audit(run.id, "action_interrupted", action=action.name, observed=seen)
+        self.metrics.actions.labels(action.name, "interrupted").inc()
+        return await self._end(run, RunStatus.NEEDS_ATTENTION, note)
+
+    async def verify(self, run: Run) -> Run:
+        """Re-check the signal until it is healthy (`resolved`) or time runs out."""
+        check = _proposal(run).verify or check_from_alert(run)
+        if check is None:
+            return await self._end(
+                run, RunStatus.NEEDS_ATTENTION, "the action ran; no check to verify it with"
+            )
+        deadline = time.monotonic() + self.verify_timeout_seconds
+        value: float | None = None
+        while True:
+            try:
+                value = await instant_value(self.tool_context, check.query)
+            except Exception as exc:  # a failed query is one failed check, not a crash
+                log.warning("verification query failed: %s", exc, extra={"run_id": run.id})
+            else:
+                if check.passes(value):
+                    await self.store.audit(run.id, "verified", check=check.describe(), value=value)
+                    return await self._end(
+                        run,
+                        RunStatus.RESOLVED,
+                        f"{run.outcome}; verified: {check.describe()} (value {_fmt(value)})",
+                    )
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self.verify_interval_seconds)
+        await self.store.audit(run.id, "verification_failed", check=check.describe(), value=value)
+        return await self._end(
+            run,
+            RunStatus.NEEDS_ATTENTION,
+            f"not recovered after {self.verify_timeout_seconds:g}s: {check.describe()} "
+            f"still false (last value {_fmt(value)})",
+        )
+
+    async def _end(self, run: Run, status: RunStatus, outcome: str) -> Run:
+        return await self.checkpoints.write(
+            run.model_copy(update={"status": status, "outcome": outcome})
+        )
+
+
+def check_from_alert(run: Run) -> Check | None:
+    """The alert's own expression (from Prometheus's generator URL): healthy when empty."""
+    url = run.alert.generator_url
+    if not url:
+        return None
+    expressions = parse_qs(urlparse(url).query).get("g0.expr")
+    return Check(query=expressions[0], op="absent") if expressions else None
+
+
+def _proposal(run: Run) -> Proposal:
+    if run.proposal is None:
+        raise ValueError(f"run {run.id} has no proposal")
+    return run.proposal
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4g}"

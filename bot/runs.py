@@ -1,0 +1,103 @@
+"""Start a run for an alert, record decisions on it, and follow it to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.deps import Deps
+from bot.errors import LeaseHeld, ProposalError
+from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
+from bot.runner import RunDriver
+
+POLL_SECONDS = 0.5
+
+
+def alert_step(alert: Alert) -> Step:
+    """The first transcript message: the alert, as the investigator reads it."""
+    described = {
+        "title": alert.title,
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
+        "generator_url": alert.generator_url,
+    }
+    text = (
+        f"Alert from {alert.source}, group {alert.group_key}:\n"
+        f"{json.dumps(described, indent=2)}\n"
+        f"Investigate it now (the time is {utcnow():%Y-%m-%dT%H:%M:%SZ})."
+    )
+    return Step(index=0, role="user", author="alert", content=[TextPart(text=text)])
+
+
+async def start_run(deps: Deps, alert: Alert, *, trigger: str = "alert") -> Run:
+    """Create a queued run for the alert, with the alert as its first step."""
+    run = Run.model_validate(
+        {
+            "alert": alert,
+            "trigger": trigger,
+            "deadline": utcnow() + timedelta(seconds=deps.settings.run_deadline_seconds),
+        }
+    )
+    created = await deps.store.create(run, [alert_step(alert)])
+    deps.metrics.runs_started.labels(trigger).inc()
+    await deps.store.audit(created.id, "created", trigger=trigger, alert=alert.title)
+    return created
+
+
+async def record_decision(deps: Deps, decision: Decision) -> bool:
+    """Record a human's decision on the run's current proposal; False if already recorded."""
+    run = await deps.store.load(decision.run_id)
+    if run.status is not RunStatus.AWAITING_APPROVAL or run.proposal is None:
+        raise ProposalError(f"run {run.id} is {run.status.value}, not awaiting approval")
+    if decision.proposal_id != run.proposal.id:
+        raise ProposalError(
+            f"proposal {decision.proposal_id} is not the run's current one ({run.proposal.id})"
+        )
+    recorded = await deps.store.record_decision(decision)
+    if recorded:
+        deps.metrics.approvals.labels(decision.verdict).inc()
+    return recorded
+
+
+# Called when the run waits for a decision; returns False to stop following it there.
+WaitForHuman = Callable[[Run], Awaitable[bool]]
+
+
+async def follow(driver: RunDriver, deps: Deps, run_id: str, on_wait: WaitForHuman) -> Run:
+    """Drive the run to its end, or watch while another process drives it.
+
+    While the run waits for a decision, `on_wait` is called once; unless it returns
+    False, this then watches Redis (without taking the lease) for a decision recorded by
+    any process, and drives the run again when one arrives.
+    """
+    asked = False
+    while True:
+        try:
+            run = await driver.drive(run_id)
+        except LeaseHeld:
+            await asyncio.sleep(POLL_SECONDS)
+            continue
+        if run.status.terminal:
+            return run
+        if run.status is RunStatus.AWAITING_APPROVAL:
+            if not asked:
+                asked = True
+                if not await on_wait(run):
+                    return run
+            await _wait_for_decision(deps, run)
+
+
+async def _wait_for_decision(deps: Deps, run: Run) -> None:
+    """Return when the proposal has a decision, the run moved on, or approval timed out."""
+    assert run.proposal is not None  # noqa: S101 - awaiting approval has a proposal
+    expires = run.proposal.proposed_at + timedelta(seconds=deps.settings.approval_timeout_seconds)
+    while utcnow() < expires:
+        if await deps.store.decisions(run.id, run.proposal.id):
+            return
+        if (await deps.store.load(run.id)).status is not RunStatus.AWAITING_APPROVAL:
+            return
+        await asyncio.sleep(POLL_SECONDS)

@@ -1,0 +1,49 @@
+"""Settings, read once from the environment and passed down (never read at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment.
+
+    Unprefixed names are the ones the wider ecosystem already uses (`REDIS_URL`,
+    `ANTHROPIC_API_KEY`, `PROMETHEUS_URL`, `KUBECONFIG`); the rest carry `INCIDENT_BOT_`.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    data_dir: Path = Field(default=Path(".incident-bot"), alias="INCIDENT_BOT_DATA_DIR")
+    key_prefix: str = Field(default="incident-bot:", alias="INCIDENT_BOT_KEY_PREFIX")
+
+    anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    model: str = Field(default="claude-sonnet-4-5", alias="INCIDENT_BOT_MODEL")
+    model_max_tokens: int = Field(default=4096, alias="INCIDENT_BOT_MODEL_MAX_TOKENS")
+    model_max_retries: int = Field(default=2, alias="INCIDENT_BOT_MODEL_MAX_RETRIES")
+    model_timeout_seconds: float = Field(default=120.0, alias="INCIDENT_BOT_MODEL_TIMEOUT")
+
+    max_steps: int = Field(default=20, alias="INCIDENT_BOT_MAX_STEPS")
+    token_budget: int = Field(default=400_000, alias="INCIDENT_BOT_TOKEN_BUDGET")
+    run_deadline_seconds: float = Field(default=900.0, alias="INCIDENT_BOT_RUN_DEADLINE")
+    tool_timeout_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_TOOL_TIMEOUT")
+    lease_seconds: float = Field(default=30.0, alias="INCIDENT_BOT_LEASE_SECONDS")
+    approval_timeout_seconds: float = Field(default=3600.0, alias="INCIDENT_BOT_APPROVAL_TIMEOUT")
+    verify_timeout_seconds: float = Field(default=120.0, alias="INCIDENT_BOT_VERIFY_TIMEOUT")
+    verify_interval_seconds: float = Field(default=2.0, alias="INCIDENT_BOT_VERIFY_INTERVAL")
+    retention_seconds: int = Field(default=30 * 24 * 3600, alias="INCIDENT_BOT_RETENTION")
+
+    policy_dir: Path | None = Field(default=None, alias="INCIDENT_BOT_POLICY_DIR")
+    prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
+    kubernetes_url: str | None = Field(default=None, alias="KUBERNETES_URL")
+    kubeconfig: Path | None = Field(default=None, alias="KUBECONFIG")
+    # Actions write with their own credentials, so a compromised investigation cannot.
+    actions_kubeconfig: Path | None = Field(default=None, alias="INCIDENT_BOT_ACTIONS_KUBECONFIG")
+    sandbox: str | None = Field(default=None, alias="INCIDENT_BOT_SANDBOX")
+
+    log_level: str = Field(default="INFO", alias="INCIDENT_BOT_LOG_LEVEL")

@@ -1,0 +1,309 @@
+"""The Redis run store: checkpoints, the transcript, leases, decisions, action records, audit.
+
+Layout (all under one configurable prefix; the keys of one run share the hash tag `{<id>}`
+so its Lua scripts also work on Redis Cluster):
+
+    run:{id}                       hash: doc (the Run as JSON), version, status, updated_at
+    run:{id}:transcript            list of Step JSON, appended once per step
+    run:{id}:audit                 stream of audit events
+    run:{id}:decisions             list of Decision JSON, in the order recorded
+    lease:{id}                     owner token, with a TTL
+    decision:{id}:{proposal}:{user}  SET NX guard: one decision per person and proposal
+    action:{id}:{proposal}         the action's idempotency record (ActionRecord JSON)
+    runs:all / runs:active         sorted sets of run ids (all / not finished) by creation time
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as redis
+from pydantic import ValidationError
+
+from bot.errors import LeaseHeld, RunNotFound, StaleWrite, StoreError
+from bot.models import ActionRecord, Decision, Run, Step, utcnow
+
+# KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
+# new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
+_CHECKPOINT = """
+local lease = redis.call('GET', KEYS[3])
+if lease ~= ARGV[1] then return {-1, lease or ''} end
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if version ~= tonumber(ARGV[2]) then return {-2, tostring(version)} end
+local n = tonumber(ARGV[7])
+if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 8, 7 + n)) end
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'version', version + 1,
+           'status', ARGV[4], 'updated_at', ARGV[5])
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  for i = 1, #KEYS do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
+end
+return {version + 1, ''}
+"""
+
+# KEYS: run hash, transcript.  ARGV: doc, status, updated_at, n steps, steps...
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'version', 1, 'status', ARGV[2], 'updated_at', ARGV[3])
+local n = tonumber(ARGV[4])
+if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 5, 4 + n)) end
+return 1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: decision guard, decisions list.  ARGV: decision JSON, guard ttl.
+_DECIDE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+AUDIT_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEvent:
+    """One entry of a run's audit stream."""
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+class RunStore:
+    """Reads and writes runs in Redis; every write of a run is fenced by lease and version."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
+        self.redis = client
+        self._p = prefix
+        self._retention = retention_seconds
+        self._create = client.register_script(_CREATE)
+        self._checkpoint = client.register_script(_CHECKPOINT)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._decide = client.register_script(_DECIDE)
+
+    # -- keys -------------------------------------------------------------------------
+    def run_key(self, run_id: str) -> str:
+        """The key of a run's hash."""
+        return f"{self._p}run:{{{run_id}}}"
+
+    def _transcript_key(self, run_id: str) -> str:
+        return f"{self.run_key(run_id)}:transcript"
+
+    def _audit_key(self, run_id: str) -> str:
+        return f"{self.run_key(run_id)}:audit"
+
+    def _decisions_key(self, run_id: str) -> str:
+        return f"{self.run_key(run_id)}:decisions"
+
+    def _lease_key(self, run_id: str) -> str:
+        return f"{self._p}lease:{{{run_id}}}"
+
+    def _action_key(self, run_id: str, proposal_id: str) -> str:
+        return f"{self._p}action:{{{run_id}}}:{proposal_id}"
+
+    def _decision_key(self, run_id: str, proposal_id: str, user: str) -> str:
+        return f"{self._p}decision:{{{run_id}}}:{proposal_id}:{user}"
+
+    def _run_keys(self, run_id: str) -> list[str]:
+        # The order matters to _CHECKPOINT.
+        return [
+            self.run_key(run_id),
+            self._transcript_key(run_id),
+            self._lease_key(run_id),
+            self._audit_key(run_id),
+            self._decisions_key(run_id),
+        ]
+
+    # -- runs -------------------------------------------------------------------------
+    async def create(self, run: Run, steps: Sequence[Step] = ()) -> Run:
+        """Store a new run (version 1) with its first transcript steps."""
+        created = run.model_copy(update={"version": 1, "steps": len(steps)})
+        created_ok = await self._create(
+            keys=[self.run_key(run.id), self._transcript_key(run.id)],
+            args=[
+                created.model_dump_json(),
+                created.status.value,
+                created.updated_at.isoformat(),
+                len(steps),
+                *(s.model_dump_json() for s in steps),
+            ],
+        )
+        if not created_ok:
+            raise StoreError(f"run {run.id} already exists")
+        now = time.time()
+        await self.redis.zadd(f"{self._p}runs:all", {run.id: now})
+        await self.redis.zadd(f"{self._p}runs:active", {run.id: now})
+        return created
+
+    async def load(self, run_id: str) -> Run:
+        """The run's latest checkpoint."""
+        raw = await self.redis.hget(self.run_key(run_id), "doc")
+        if raw is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        try:
+            return Run.model_validate_json(raw)
+        except ValidationError as exc:
+            raise StoreError(f"run {run_id} holds an unreadable checkpoint: {exc}") from exc
+
+    async def transcript(self, run_id: str) -> list[Step]:
+        """Every step of the run, in order."""
+        raw = await self.redis.lrange(self._transcript_key(run_id), 0, -1)
+        return [Step.model_validate_json(r) for r in raw]
+
+    async def checkpoint(self, run: Run, *, owner: str, steps: Sequence[Step] = ()) -> Run:
+        """Write the run and append steps, if `owner` holds the lease and the version matches.
+
+        Returns the run with its new version; raises `StaleWrite` when another writer
+        has moved the run on (this writer must stop).
+        """
+        updated = run.model_copy(
+            update={
+                "version": run.version + 1,
+                "steps": run.steps + len(steps),
+                "updated_at": utcnow(),
+            }
+        )
+        ttl = self._retention if updated.status.terminal else 0
+        args: list[str | int] = [
+            owner,
+            run.version,
+            updated.model_dump_json(),
+            updated.status.value,
+            updated.updated_at.isoformat(),
+            ttl,
+            len(steps),
+            *(s.model_dump_json() for s in steps),
+        ]
+        code, detail = await self._checkpoint(keys=self._run_keys(run.id), args=args)
+        if int(code) == -1:
+            raise StaleWrite(f"run {run.id}: lease is held by {detail!r}, not {owner!r}")
+        if int(code) == -2:
+            raise StaleWrite(f"run {run.id}: version is {detail}, writer had {run.version}")
+        if updated.status.terminal:
+            # The index lives outside the run's hash slot, so it is not in the script.
+            await self.redis.zrem(f"{self._p}runs:active", run.id)
+        return updated
+
+    async def list_runs(self, *, limit: int = 50, active_only: bool = False) -> list[Run]:
+        """The most recent runs, newest first."""
+        index = f"{self._p}runs:active" if active_only else f"{self._p}runs:all"
+        ids = cast(list[str], await self.redis.zrevrange(index, 0, limit - 1))
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hget(self.run_key(run_id), "doc")
+            docs = await pipe.execute()
+        return [Run.model_validate_json(d) for d in docs if d is not None]
+
+    # -- leases -----------------------------------------------------------------------
+    async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
+        """Take the run's lease or raise `LeaseHeld`."""
+        ok = await self.redis.set(
+            self._lease_key(run_id), owner, nx=True, px=int(ttl_seconds * 1000)
+        )
+        if not ok:
+            holder = await self.redis.get(self._lease_key(run_id))
+            raise LeaseHeld(f"run {run_id} is leased by {holder!r}")
+
+    async def renew_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend the lease if `owner` still holds it."""
+        renewed = await self._renew(
+            keys=[self._lease_key(run_id)], args=[owner, int(ttl_seconds * 1000)]
+        )
+        return bool(renewed)
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Give the lease back if `owner` holds it."""
+        await self._release(keys=[self._lease_key(run_id)], args=[owner])
+
+    async def lease_holder(self, run_id: str) -> str | None:
+        """Who holds the run's lease now, if anyone."""
+        return cast(str | None, await self.redis.get(self._lease_key(run_id)))
+
+    # -- decisions and actions --------------------------------------------------------
+    async def record_decision(self, decision: Decision) -> bool:
+        """Record a decision once per run, proposal and user; False if already recorded."""
+        key = self._decision_key(decision.run_id, decision.proposal_id, decision.user)
+        recorded = await self._decide(
+            keys=[key, self._decisions_key(decision.run_id)],
+            args=[decision.model_dump_json(), self._retention],
+        )
+        if recorded:
+            await self.audit(
+                decision.run_id,
+                "decision",
+                proposal=decision.proposal_id,
+                user=decision.user,
+                verdict=decision.verdict,
+                reason=decision.reason,
+                via=decision.via,
+            )
+        return bool(recorded)
+
+    async def decisions(self, run_id: str, proposal_id: str) -> list[Decision]:
+        """The decisions recorded on one proposal, in order."""
+        raw = await self.redis.lrange(self._decisions_key(run_id), 0, -1)
+        found = [Decision.model_validate_json(r) for r in raw]
+        return [d for d in found if d.proposal_id == proposal_id]
+
+    async def begin_action(self, record: ActionRecord) -> ActionRecord | None:
+        """Claim the proposal's action: None if claimed now, else the existing record."""
+        key = self._action_key(record.run_id, record.proposal_id)
+        if await self.redis.set(key, record.model_dump_json(), nx=True, ex=self._retention):
+            return None
+        existing = await self.redis.get(key)
+        if existing is None:
+            raise StoreError(f"action record {key} vanished while being claimed")
+        return ActionRecord.model_validate_json(existing)
+
+    async def finish_action(self, record: ActionRecord) -> None:
+        """Write the action's outcome over its `started` record."""
+        key = self._action_key(record.run_id, record.proposal_id)
+        await self.redis.set(key, record.model_dump_json(), xx=True, ex=self._retention)
+
+    async def action_record(self, run_id: str, proposal_id: str) -> ActionRecord | None:
+        """The proposal's action record, if the action was ever started."""
+        raw = await self.redis.get(self._action_key(run_id, proposal_id))
+        return None if raw is None else ActionRecord.model_validate_json(raw)
+
+    # -- audit ------------------------------------------------------------------------
+    async def audit(self, run_id: str, event: str, **data: Any) -> None:
+        """Append an event to the run's audit stream."""
+        payload: dict[Any, Any] = {
+            "event": event,
+            "at": utcnow().isoformat(),
+            "data": json.dumps(data, default=str),
+        }
+        await self.redis.xadd(
+            self._audit_key(run_id), payload, maxlen=AUDIT_MAXLEN, approximate=True
+        )
+
+    async def read_audit(self, run_id: str) -> list[AuditEvent]:
+        """The run's audit events, oldest first."""
+        entries = cast(
+            list[tuple[str, dict[str, str]]], await self.redis.xrange(self._audit_key(run_id))
+        )
+        return [
+            AuditEvent(id=entry_id, event=fields["event"], data=json.loads(fields["data"]))
+            for entry_id, fields in entries
+        ]

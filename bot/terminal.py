@@ -1,0 +1,137 @@
+"""The terminal channel: a readable, step-by-step view of a run, and the approval prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from bot.models import Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart
+from tools.actions import Action, ActionContext
+
+_WIDTH = 100
+
+
+class TerminalView:
+    """Prints what the run does as it is checkpointed: a `Listener` for the loop."""
+
+    def __init__(
+        self,
+        actions: dict[str, Action],
+        action_context: ActionContext,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self._actions = actions
+        self._action_context = action_context
+        self._out = out
+        self._status: RunStatus | None = None
+        self._engine_reason = ""
+        self._calls: dict[str, ToolCallPart] = {}
+
+    def say(self, text: str = "") -> None:
+        """Print a line and flush (the view is read live, also through pipes)."""
+        print(text, file=self._out, flush=True)
+
+    async def on_checkpoint(self, run: Run, steps: Sequence[Step]) -> None:
+        """Show new steps and any change of status."""
+        for step in steps:
+            self._show_step(step)
+        if run.engine_reason and run.engine_reason != self._engine_reason:
+            self._engine_reason = run.engine_reason
+            self.say(f"  runbook planner takes over: {run.engine_reason}")
+        if run.status != self._status:
+            self._status = run.status
+            await self._show_status(run)
+
+    def _show_step(self, step: Step) -> None:
+        for part in step.content:
+            if isinstance(part, TextPart) and step.author == "model" and part.text.strip():
+                self.say(f"  agent: {_cut(part.text)}")
+            elif isinstance(part, ToolCallPart):
+                self._calls[part.id] = part
+                self.say(f"  → {part.name} {_cut(json.dumps(part.input), 80)}")
+            elif isinstance(part, ToolResultPart):
+                call = self._calls.get(part.tool_use_id)
+                mark = "✗" if part.is_error else "✓"
+                name = call.name if call else part.tool_use_id
+                self.say(f"    {mark} {name}: {_cut(_result_gist(part.content), 90)}")
+
+    async def _show_status(self, run: Run) -> None:
+        self.say(f"[{run.status.value}]")
+        if run.status is RunStatus.AWAITING_APPROVAL and run.proposal is not None:
+            await self.show_proposal(run)
+
+    async def show_proposal(self, run: Run) -> None:
+        """The findings, the proposed action with its dry run, and why."""
+        assert run.proposal is not None  # noqa: S101 - only called with a proposal
+        p = run.proposal
+        self.say()
+        self.say(f"Summary: {run.summary}")
+        for finding in run.findings:
+            self.say(f"  • {finding.summary}")
+            if finding.evidence:
+                self.say(f"      evidence: {_cut(finding.evidence)}")
+        self.say()
+        self.say(f"Proposed action: {p.action} on {p.target}  (risk: {p.risk})")
+        self.say(f"  arguments: {json.dumps(p.arguments)}")
+        self.say(f"  dry run:   {await self._dry_run(run)}")
+        self.say(f"  why:       {p.rationale}")
+        self.say(f"  expected:  {p.expected_effect}")
+        if p.verify is not None:
+            self.say(f"  verify:    {p.verify.describe()}")
+        self.say()
+
+    async def _dry_run(self, run: Run) -> str:
+        assert run.proposal is not None  # noqa: S101
+        action = self._actions.get(run.proposal.action)
+        if action is None:
+            return f"unknown action {run.proposal.action}"
+        try:
+            args = action.input_model.model_validate(run.proposal.arguments)
+            return await action.dry_run(self._action_context, args)
+        except (
+            Exception
+        ) as exc:  # the dry run informs the human; its failure must not hide the rest
+            return f"(dry run failed: {exc})"
+
+    async def ask_approval(self, run: Run) -> bool:
+        """Ask on the terminal; True to approve."""
+        assert run.proposal is not None  # noqa: S101
+        while True:
+            answer = await asyncio.to_thread(
+                input, f"Approve {run.proposal.action} on {run.proposal.target}? [y/n] "
+            )
+            if answer.strip().lower() in ("y", "yes"):
+                return True
+            if answer.strip().lower() in ("n", "no"):
+                return False
+
+    def finished(self, run: Run, redis_location: str) -> None:
+        """The closing lines: outcome, and where the run's state lives."""
+        self.say()
+        self.say(f"Run {run.id}: {run.status.value}")
+        if run.outcome:
+            self.say(f"  {run.outcome}")
+        self.say(f"State: {redis_location}")
+        self.say(f"  see it with: incident-bot runs show {run.id}")
+
+
+def _cut(text: str, width: int = _WIDTH) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _result_gist(content: str) -> str:
+    try:
+        parsed = json.loads(content)
+    except json.JSONDecodeError:
+        return content
+    if not isinstance(parsed, dict):
+        return content
+    if parsed.get("status") == "error":
+        return f"error: {parsed.get('error')}"
+    if parsed.get("status") == "no_data":
+        return f"no data ({parsed.get('note', '')})"
+    return json.dumps(parsed.get("data"))

@@ -1,0 +1,172 @@
+"""Kubernetes actions: roll a deployment back to a named revision.
+
+The rollback does what `kubectl rollout undo --to-revision=N` does: it replaces the
+deployment's pod template with the template of revision N's ReplicaSet (without its
+`pod-template-hash` label); the deployment controller then reuses that ReplicaSet under a
+new revision number. Rolling back to a template that already runs changes nothing, so the
+action is idempotent by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client import AppsV1Api
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.actions.base import Action, ActionContext, ActionError
+from tools.kube_client import (
+    KubernetesError,
+    call_kubernetes,
+    earlier_revisions_of,
+    images_of,
+    read_deployment,
+    replica_sets_of,
+    revision_of,
+)
+from tools.kubernetes import rollout_state
+
+PROPOSAL_ANNOTATION = "incident-bot/proposal"
+
+
+class RollbackInput(BaseModel):
+    """Arguments of `kubernetes.rollback`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
+    deployment: str = Field(
+        min_length=1, description="The deployment's name.", examples=["checkout"]
+    )
+    to_revision: int = Field(
+        ge=1, description="The revision to roll back to (see rollout history).", examples=[1]
+    )
+
+
+def _revision_text(revision: int, images: list[str]) -> str:
+    return f"revision {revision} ({', '.join(images)})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Plan:
+    """A rollback worked out from the deployment and its ReplicaSets as they are now."""
+
+    key: str
+    deployment: Any
+    target: Any
+    to_revision: int
+
+    @property
+    def before(self) -> str:
+        return _revision_text(
+            revision_of(self.deployment), images_of(self.deployment.spec.template)
+        )
+
+    @property
+    def after(self) -> str:
+        return _revision_text(self.to_revision, images_of(self.target.spec.template))
+
+    @property
+    def done(self) -> bool:
+        """Whether the deployment already runs the target revision's images."""
+        return images_of(self.deployment.spec.template) == images_of(self.target.spec.template)
+
+
+async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
+    key = f"{args.namespace}/{args.deployment}"
+    try:
+        deployment = await read_deployment(
+            ctx.kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
+        )
+        replica_sets = await replica_sets_of(ctx.kubernetes, deployment, ctx.timeout_seconds)
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
+    for rs in replica_sets:
+        # After a rollback the reused ReplicaSet keeps its old number in its history.
+        if args.to_revision == revision_of(rs) or args.to_revision in earlier_revisions_of(rs):
+            return _Plan(key=key, deployment=deployment, target=rs, to_revision=args.to_revision)
+    known = ", ".join(str(revision_of(rs)) for rs in replica_sets) or "none"
+    raise ActionError(
+        f"deployment {key} has no revision {args.to_revision} (its revisions: {known})"
+    )
+
+
+def _annotation_op(deployment: Any, proposal_id: str) -> dict[str, Any]:
+    """A JSON patch operation recording the proposal on the deployment."""
+    if deployment.metadata.annotations:
+        path = "/metadata/annotations/" + PROPOSAL_ANNOTATION.replace("/", "~1")
+        return {"op": "add", "path": path, "value": proposal_id}
+    return {
+        "op": "add",
+        "path": "/metadata/annotations",
+        "value": {PROPOSAL_ANNOTATION: proposal_id},
+    }
+
+
+async def dry_run(ctx: ActionContext, args: RollbackInput) -> str:
+    """`deployment shop/checkout: revision 2 (…:v2.4.0) -> revision 1 (…:v2.3.1)`."""
+    plan = await _plan(ctx, args)
+    if plan.done:
+        return f"deployment {plan.key}: {plan.before} already runs the images of {plan.after}"
+    return f"deployment {plan.key}: {plan.before} -> {plan.after}"
+
+
+async def execute(ctx: ActionContext, args: RollbackInput, proposal_id: str) -> str:
+    """Put revision `to_revision`'s pod template back, unless its images already run."""
+    plan = await _plan(ctx, args)
+    if plan.done:
+        return (
+            f"deployment {plan.key}: {plan.before} already runs the images of {plan.after}: "
+            "nothing changed"
+        )
+    template = ctx.kubernetes.sanitize_for_serialization(plan.target.spec.template)
+    template.setdefault("metadata", {}).setdefault("labels", {}).pop("pod-template-hash", None)
+    patch = [
+        {"op": "replace", "path": "/spec/template", "value": template},
+        _annotation_op(plan.deployment, proposal_id),
+    ]
+    apps = AppsV1Api(ctx.kubernetes)
+    try:
+        # Replacing the template with the same value twice is a no-op, so retrying is safe.
+        await call_kubernetes(
+            lambda: apps.patch_namespaced_deployment(args.deployment, args.namespace, patch),
+            what=f"deployment {plan.key}",
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        raise ActionError(f"rollback of deployment {plan.key} failed: {exc}") from exc
+    return (
+        f"deployment {plan.key}: replaced the pod template of {plan.before} with that of "
+        f"{plan.after}; annotated {PROPOSAL_ANNOTATION}={proposal_id}"
+    )
+
+
+async def observe(ctx: ActionContext, args: RollbackInput) -> str:
+    """The deployment's revision, images, replicas and rollout state in one line."""
+    try:
+        deployment = await read_deployment(
+            ctx.kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
+        )
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
+    status = deployment.status
+    return (
+        f"deployment {args.namespace}/{args.deployment}: "
+        f"{_revision_text(revision_of(deployment), images_of(deployment.spec.template))}, "
+        f"{status.ready_replicas or 0}/{deployment.spec.replicas} ready, "
+        f"{status.updated_replicas or 0} updated, {status.available_replicas or 0} available; "
+        f"rollout {rollout_state(deployment)}"
+    )
+
+
+ROLLBACK = Action(
+    name="kubernetes.rollback",
+    description=(
+        "Roll a deployment back to an earlier revision (like `kubectl rollout undo "
+        "--to-revision`): its pod template becomes that revision's template again."
+    ),
+    input_model=RollbackInput,
+    dry_run=dry_run,
+    execute=execute,
+    observe=observe,
+)

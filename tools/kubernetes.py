@@ -1,0 +1,160 @@
+"""Read-only Kubernetes tools: a deployment's state and its rollout history.
+
+They call the API through `ctx.kubernetes`, a `kubernetes_asyncio` ApiClient holding
+read-only credentials; client creation and the shared reads live in `tools.kube_client`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tools.kube_client import (
+    NOT_CONFIGURED,
+    KubernetesError,
+    change_cause_of,
+    earlier_revisions_of,
+    images_of,
+    iso,
+    read_deployment,
+    replica_sets_of,
+    revision_of,
+)
+from tools.toolset import ToolContext, ToolResult, Toolset, tool
+
+JsonObject = dict[str, JsonValue]
+
+
+def rollout_state(deployment: Any) -> str:
+    """How the latest rollout stands, in the words of `kubectl rollout status`."""
+    spec, status = deployment.spec, deployment.status
+    desired = spec.replicas if spec.replicas is not None else 1
+    updated = status.updated_replicas or 0
+    available = status.available_replicas or 0
+    for condition in status.conditions or []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return "failed: progress deadline exceeded"
+    if spec.paused:
+        return "paused"
+    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return "waiting for the controller to observe the new spec"
+    if updated < desired:
+        return f"in progress: {updated} of {desired} replicas updated"
+    if (status.replicas or 0) > updated:
+        return f"in progress: {(status.replicas or 0) - updated} old replicas terminating"
+    if available < updated:
+        return f"in progress: {available} of {updated} updated replicas available"
+    return "complete"
+
+
+def describe_deployment(deployment: Any) -> JsonObject:
+    """A deployment as the model reads it."""
+    meta, spec, status = deployment.metadata, deployment.spec, deployment.status
+    return {
+        "deployment": f"{meta.namespace}/{meta.name}",
+        "revision": revision_of(deployment),
+        "change_cause": change_cause_of(deployment),
+        "containers": [{"name": c.name, "image": c.image} for c in spec.template.spec.containers],
+        "replicas": {
+            "desired": spec.replicas,
+            "ready": status.ready_replicas or 0,
+            "updated": status.updated_replicas or 0,
+            "available": status.available_replicas or 0,
+            "unavailable": status.unavailable_replicas or 0,
+        },
+        "rollout": rollout_state(deployment),
+        "generation": meta.generation,
+        "observed_generation": status.observed_generation,
+        "conditions": [
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "last_update": iso(c.last_update_time),
+            }
+            for c in status.conditions or []
+        ],
+        "selector": dict(spec.selector.match_labels or {}),
+        "created": iso(meta.creation_timestamp),
+    }
+
+
+class GetDeploymentInput(BaseModel):
+    """Arguments of `kubernetes.get_deployment`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
+    name: str = Field(min_length=1, description="The deployment's name.", examples=["checkout"])
+
+
+@tool("kubernetes.get_deployment")
+async def get_deployment(ctx: ToolContext, args: GetDeploymentInput) -> ToolResult:
+    """Show a Kubernetes deployment: its current revision and images, replica counts
+    (desired, ready, updated, available), whether the latest rollout is complete, its
+    conditions, and generation vs observed_generation (equal once the controller has seen
+    the latest change). Example: namespace="shop", name="checkout".
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    try:
+        deployment = await read_deployment(
+            ctx.kubernetes, args.namespace, args.name, ctx.timeout_seconds
+        )
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    return ToolResult.ok(describe_deployment(deployment))
+
+
+class RolloutHistoryInput(BaseModel):
+    """Arguments of `kubernetes.rollout_history`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
+    deployment: str = Field(
+        min_length=1, description="The deployment's name.", examples=["checkout"]
+    )
+
+
+@tool("kubernetes.rollout_history")
+async def rollout_history(ctx: ToolContext, args: RolloutHistoryInput) -> ToolResult:
+    """List the revisions of a Kubernetes deployment, newest first, like
+    `kubectl rollout history`: revision number, images, change cause, when the revision's
+    ReplicaSet was created, and its replicas; `current` marks the revision running now, and
+    `earlier_revisions` the numbers a revision had before a rollback renumbered it.
+    Use it to tie a problem's start to a deploy and to pick the revision to roll back to.
+    Example: namespace="shop", deployment="checkout".
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    try:
+        deployment = await read_deployment(
+            ctx.kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
+        )
+        replica_sets = await replica_sets_of(ctx.kubernetes, deployment, ctx.timeout_seconds)
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    current = revision_of(deployment)
+    revisions: list[JsonValue] = [
+        {
+            "revision": revision_of(rs),
+            "earlier_revisions": [*earlier_revisions_of(rs)],
+            "current": revision_of(rs) == current,
+            "images": [*images_of(rs.spec.template)],
+            "change_cause": change_cause_of(rs),
+            "created": iso(rs.metadata.creation_timestamp),
+            "replicas": rs.spec.replicas or 0,
+            "ready": rs.status.ready_replicas or 0,
+            "replica_set": rs.metadata.name,
+        }
+        for rs in replica_sets
+    ]
+    if not revisions:
+        return ToolResult.no_data(
+            f"deployment {args.namespace}/{args.deployment} owns no ReplicaSets"
+        )
+    return ToolResult.ok(revisions)
+
+
+KUBERNETES = Toolset(name="kubernetes", tools=(get_deployment, rollout_history))
