@@ -173,7 +173,7 @@ async def _follow_in_terminal(deps: Deps, run_id: str, answer: bool | None) -> i
         )
         return True
 
-    run = await follow(deps.driver(view.on_checkpoint), deps, run_id, decide)
+    run = await follow(deps.driver(view.on_checkpoint), deps, run_id, decide, view.say)
     view.finished(run, deps.redis_location)
     return EXIT_OK if run.status in _HEALTHY_ENDS else EXIT_NEEDS_HUMAN
 
@@ -255,7 +255,7 @@ async def _runs_decide(args: argparse.Namespace, settings: Settings) -> int:
             view.say("The proposal needs more decisions; the run stays paused in Redis.")
             return False
 
-        run = await follow(deps.driver(view.on_checkpoint), deps, run.id, still_waiting)
+        run = await follow(deps.driver(view.on_checkpoint), deps, run.id, still_waiting, view.say)
         view.finished(run, deps.redis_location)
         return EXIT_OK if run.status in _HEALTHY_ENDS else EXIT_NEEDS_HUMAN
 

@@ -319,10 +319,16 @@ def _tool_params(tools: Sequence[Tool], actions: Sequence[Action]) -> list[ToolP
 
 
 def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
-    """The transcript as Messages API messages; the newest block marks the cache point."""
+    """The transcript as Messages API messages; the newest block marks the cache point.
+
+    Empty replies and empty text blocks are left out (the API refuses them); steps of the
+    same role next to each other become one message.
+    """
     messages: list[MessageParam] = []
     for step in transcript:
-        blocks: list[Any] = [_block(p) for p in step.content]
+        blocks: list[Any] = [_block(p) for p in step.content if not _empty(p)]
+        if not blocks:
+            continue
         if messages and messages[-1]["role"] == step.role:
             prior = messages[-1]["content"]
             assert isinstance(prior, list)  # noqa: S101 - we only build lists
@@ -330,10 +336,23 @@ def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
         else:
             messages.append(cast(MessageParam, {"role": step.role, "content": blocks}))
     if messages:
-        last = messages[-1]["content"]
-        if isinstance(last, list) and last and isinstance(last[-1], dict):
-            last[-1] = {**last[-1], "cache_control": {"type": "ephemeral"}}
+        _mark_cache_point(messages[-1]["content"])
     return messages
+
+
+def _empty(part: Part) -> bool:
+    return isinstance(part, TextPart) and not part.text.strip()
+
+
+def _mark_cache_point(blocks: object) -> None:
+    """Put the cache point on the newest block that may carry one (not a thinking block)."""
+    if not isinstance(blocks, list):
+        return
+    for i in range(len(blocks) - 1, -1, -1):
+        block = blocks[i]
+        if isinstance(block, dict) and block.get("type") not in ("thinking", "redacted_thinking"):
+            blocks[i] = {**block, "cache_control": {"type": "ephemeral"}}
+            return
 
 
 def _block(part: Part) -> dict[str, Any]:
@@ -401,5 +420,6 @@ def _outcome(exc: anthropic.APIError) -> str:
 
 def _describe(exc: anthropic.APIError) -> str:
     if isinstance(exc, anthropic.APIStatusError):
-        return f"HTTP {exc.status_code} after retries: {exc.message}"
+        retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+        return f"HTTP {exc.status_code}{' after retries' if retried else ''}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"

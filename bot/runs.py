@@ -67,18 +67,27 @@ async def record_decision(deps: Deps, decision: Decision) -> bool:
 WaitForHuman = Callable[[Run], Awaitable[bool]]
 
 
-async def follow(driver: RunDriver, deps: Deps, run_id: str, on_wait: WaitForHuman) -> Run:
+async def follow(
+    driver: RunDriver,
+    deps: Deps,
+    run_id: str,
+    on_wait: WaitForHuman,
+    say: Callable[[str], None] = lambda _: None,
+) -> Run:
     """Drive the run to its end, or watch while another process drives it.
 
     While the run waits for a decision, `on_wait` is called once; unless it returns
     False, this then watches Redis (without taking the lease) for a decision recorded by
     any process, and drives the run again when one arrives.
     """
-    asked = False
+    asked = busy = False
     while True:
         try:
             run = await driver.drive(run_id)
-        except LeaseHeld:
+        except LeaseHeld as exc:
+            if not busy:
+                busy = True
+                say(f"{exc}: waiting until it lets go (or its lease expires)")
             await asyncio.sleep(POLL_SECONDS)
             continue
         if run.status.terminal:

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
 
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
-    model: str = Field(default="claude-sonnet-4-5", alias="INCIDENT_BOT_MODEL")
+    model: str = Field(default="claude-sonnet-4-6", alias="INCIDENT_BOT_MODEL")
     model_max_tokens: int = Field(default=4096, alias="INCIDENT_BOT_MODEL_MAX_TOKENS")
     model_max_retries: int = Field(default=2, alias="INCIDENT_BOT_MODEL_MAX_RETRIES")
     model_timeout_seconds: float = Field(default=120.0, alias="INCIDENT_BOT_MODEL_TIMEOUT")

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 
 from bot.models import Run, RunStatus
 from bot.store import RunStore
+from tests.anthropic_server import API_KEY, ScriptedAnthropic, hang_after_tools_script
 from tests.processes import bot_env, eventually, run_bot, start_bot
 from tools.sandbox import RunningSandbox
 
@@ -97,4 +98,42 @@ async def test_approving_twice_executes_once(
     code, _, err = await run_bot("runs", "approve", run.id, env=env, cwd=tmp_path)
     assert code == 1
     assert "resolved, not awaiting approval" in err
+    assert await _patches(sandbox) == 1
+
+
+async def test_kill_in_the_middle_of_an_investigation_then_resume(
+    store: RunStore, env: dict[str, str], alert_file: Path, tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    # The model asks for two tools; its next call hangs until the process is killed.
+    async with ScriptedAnthropic(hang_after_tools_script()) as claude:
+        model_env = env | {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": claude.url,
+            "INCIDENT_BOT_MODEL": "claude-sonnet-4-6",
+            # The killed process's lease must expire before another may take the run.
+            "INCIDENT_BOT_LEASE_SECONDS": "2",
+        }
+        triage = await start_bot("triage", str(alert_file), "--yes", env=model_env, cwd=tmp_path)
+        await claude.received(2)  # the tool results were checkpointed before this call
+        (run,) = await store.list_runs()
+        assert run.status is RunStatus.INVESTIGATING
+        assert [s.author for s in await store.transcript(run.id)] == ["alert", "model", "tools"]
+        triage.send_signal(signal.SIGKILL)
+        assert await triage.wait() == -signal.SIGKILL
+
+        code, out, err = await run_bot(
+            "runs", "resume", run.id, "--yes", env=model_env, cwd=tmp_path
+        )
+
+    assert code == 0, err
+    assert "waiting until it lets go" in out
+    finished = await store.load(run.id)
+    assert finished.status is RunStatus.RESOLVED, finished.outcome
+    assert finished.engine == "model"
+    authors = [s.author for s in await store.transcript(run.id)]
+    assert authors == ["alert", "model", "tools", "model"]  # the tools ran once
+    assert len(claude.requests) == 3
+    assert finished.proposal is not None
+    record = await store.action_record(run.id, finished.proposal.id)
+    assert record is not None and record.state == "succeeded"
     assert await _patches(sandbox) == 1
