@@ -249,6 +249,10 @@ async def _runs_decide(args: argparse.Namespace, settings: Settings) -> int:
             ),
         )
         print(f"{args.verdict} by {args.user} {'recorded' if recorded else 'was already recorded'}")
+        workers = await deps.queue.live_workers()
+        if workers:
+            print(f"The run is queued for the serve workers ({len(workers)} replica(s) alive).")
+            return EXIT_OK
         view = TerminalView(deps.actions, deps.action_context)
 
         async def still_waiting(waiting: Run) -> bool:

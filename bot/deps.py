@@ -17,6 +17,7 @@ from bot.checkpoints import Checkpointer, Listener
 from bot.investigation import Investigator, Limits
 from bot.llm import ClaudeEngine
 from bot.metrics import Metrics
+from bot.queue import WorkQueue
 from bot.redis_connection import open_redis
 from bot.remediation import Remediator
 from bot.runbook import Runbook, RunbookPlanner, load_runbooks
@@ -39,6 +40,7 @@ class Deps:
 
     settings: Settings
     store: RunStore
+    queue: WorkQueue
     metrics: Metrics
     tool_context: ToolContext
     action_context: ActionContext
@@ -124,6 +126,7 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
                 prefix=settings.key_prefix,
                 retention_seconds=settings.retention_seconds,
             ),
+            queue=WorkQueue(connection.client, prefix=settings.key_prefix),
             metrics=metrics or Metrics(),
             tool_context=ToolContext(
                 http=http,

@@ -3,6 +3,7 @@
     IncidentBotError
     ├── StoreError                 Redis said no, or holds something we cannot read
     │   ├── RunNotFound            no run with that id
+    │   ├── RunExists              a run with that id was already created
     │   ├── StaleWrite             the run's version or lease moved on: this writer must stop
     │   └── LeaseHeld              another worker holds the run's lease
     ├── InvalidAlert               an alert body we cannot turn into an `Alert`
@@ -26,6 +27,10 @@ class StoreError(IncidentBotError):
 
 class RunNotFound(StoreError):
     """No run with that id exists (or it has expired)."""
+
+
+class RunExists(StoreError):
+    """A run with that id was already created (a retried creation)."""
 
 
 class StaleWrite(StoreError):

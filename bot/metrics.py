@@ -15,6 +15,23 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        self.alerts_received = Counter(
+            "incident_bot_alerts_received_total", "Alerts received.", ["source"], registry=r
+        )
+        self.alerts_deduplicated = Counter(
+            "incident_bot_alerts_deduplicated_total",
+            "Alerts folded into a run that was already open.",
+            ["source"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "incident_bot_queue_depth", "Entries in the work queue.", registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "incident_bot_queue_oldest_age_seconds",
+            "Age of the oldest entry in the work queue.",
+            registry=r,
+        )
         self.runs_started = Counter(
             "incident_bot_runs_started_total", "Runs started.", ["trigger"], registry=r
         )

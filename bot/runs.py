@@ -33,10 +33,16 @@ def alert_step(alert: Alert) -> Step:
     return Step(index=0, role="user", author="alert", content=[TextPart(text=text)])
 
 
-async def start_run(deps: Deps, alert: Alert, *, trigger: str = "alert") -> Run:
-    """Create a queued run for the alert, with the alert as its first step."""
+async def start_run(
+    deps: Deps, alert: Alert, *, trigger: str = "alert", run_id: str | None = None
+) -> Run:
+    """Create a queued run for the alert, with the alert as its first step.
+
+    Raises `RunExists` when `run_id` names a run that was already created.
+    """
     run = Run.model_validate(
         {
+            **({"id": run_id} if run_id else {}),
             "alert": alert,
             "trigger": trigger,
             "deadline": utcnow() + timedelta(seconds=deps.settings.run_deadline_seconds),
@@ -60,6 +66,8 @@ async def record_decision(deps: Deps, decision: Decision) -> bool:
     recorded = await deps.store.record_decision(decision)
     if recorded:
         deps.metrics.approvals.labels(decision.verdict).inc()
+        # Any replica's workers may resume it; a duplicate resume is harmless.
+        await deps.queue.enqueue(run.id, "resume")
     return recorded
 
 

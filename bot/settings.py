@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     verify_interval_seconds: float = Field(default=2.0, alias="INCIDENT_BOT_VERIFY_INTERVAL")
     retention_seconds: int = Field(default=30 * 24 * 3600, alias="INCIDENT_BOT_RETENTION")
 
+    host: str = Field(default="0.0.0.0", alias="INCIDENT_BOT_HOST")  # noqa: S104 - a server
+    port: int = Field(default=8080, alias="INCIDENT_BOT_PORT")
+    webhook_token: SecretStr | None = Field(default=None, alias="INCIDENT_BOT_WEBHOOK_TOKEN")
+    max_body_bytes: int = Field(default=1024 * 1024, alias="INCIDENT_BOT_MAX_BODY_BYTES")
+    workers: int = Field(default=4, alias="INCIDENT_BOT_WORKERS")
+    max_investigations: int = Field(default=20, alias="INCIDENT_BOT_MAX_INVESTIGATIONS")
+    max_investigations_per_service: int = Field(
+        default=3, alias="INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE"
+    )
+    reclaim_after_seconds: float = Field(default=60.0, alias="INCIDENT_BOT_RECLAIM_AFTER")
+    shutdown_grace_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_SHUTDOWN_GRACE")
+
     policy_dir: Path | None = Field(default=None, alias="INCIDENT_BOT_POLICY_DIR")
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
     kubernetes_url: str | None = Field(default=None, alias="KUBERNETES_URL")

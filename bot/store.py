@@ -7,6 +7,8 @@ so its Lua scripts also work on Redis Cluster):
     run:{id}:transcript            list of Step JSON, appended once per step
     run:{id}:audit                 stream of audit events
     run:{id}:decisions             list of Decision JSON, in the order recorded
+    run:{id}:alerts                hash: fingerprint -> last status of each alert of the group
+    run:{id}:alert_log             list of Alert JSON: each new alert or change of status
     lease:{id}                     owner token, with a TTL
     decision:{id}:{proposal}:{user}  SET NX guard: one decision per person and proposal
     action:{id}:{proposal}         the action's idempotency record (ActionRecord JSON)
@@ -24,8 +26,8 @@ from typing import Any, cast
 import redis.asyncio as redis
 from pydantic import ValidationError
 
-from bot.errors import LeaseHeld, RunNotFound, StaleWrite, StoreError
-from bot.models import ActionRecord, Decision, Run, Step, utcnow
+from bot.errors import LeaseHeld, RunExists, RunNotFound, StaleWrite, StoreError
+from bot.models import ActionRecord, Alert, Decision, Run, Step, utcnow
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
@@ -75,6 +77,14 @@ end
 return 0
 """
 
+# KEYS: the run's alert hash, the run's alert log.  ARGV: fingerprint, status, alert JSON.
+_RECORD_ALERT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+return 1
+"""
+
 AUDIT_MAXLEN = 10_000
 
 
@@ -99,6 +109,7 @@ class RunStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._decide = client.register_script(_DECIDE)
+        self._record_alert = client.register_script(_RECORD_ALERT)
 
     # -- keys -------------------------------------------------------------------------
     def run_key(self, run_id: str) -> str:
@@ -131,6 +142,8 @@ class RunStore:
             self._lease_key(run_id),
             self._audit_key(run_id),
             self._decisions_key(run_id),
+            f"{self.run_key(run_id)}:alerts",
+            f"{self.run_key(run_id)}:alert_log",
         ]
 
     # -- runs -------------------------------------------------------------------------
@@ -148,7 +161,7 @@ class RunStore:
             ],
         )
         if not created_ok:
-            raise StoreError(f"run {run.id} already exists")
+            raise RunExists(f"run {run.id} already exists")
         now = time.time()
         await self.redis.zadd(f"{self._p}runs:all", {run.id: now})
         await self.redis.zadd(f"{self._p}runs:active", {run.id: now})
@@ -285,6 +298,21 @@ class RunStore:
         """The proposal's action record, if the action was ever started."""
         raw = await self.redis.get(self._action_key(run_id, proposal_id))
         return None if raw is None else ActionRecord.model_validate_json(raw)
+
+    # -- the group's alerts -----------------------------------------------------------
+    async def record_alert(self, run_id: str, alert: Alert) -> bool:
+        """Log the alert on the run if it is new to it or changed status; True if logged."""
+        base = self.run_key(run_id)
+        logged = await self._record_alert(
+            keys=[f"{base}:alerts", f"{base}:alert_log"],
+            args=[alert.fingerprint, alert.status, alert.model_dump_json()],
+        )
+        return bool(logged)
+
+    async def alert_log(self, run_id: str, start: int = 0) -> list[Alert]:
+        """The run's logged alerts from position `start` on."""
+        raw = await self.redis.lrange(f"{self.run_key(run_id)}:alert_log", start, -1)
+        return [Alert.model_validate_json(r) for r in raw]
 
     # -- audit ------------------------------------------------------------------------
     async def audit(self, run_id: str, event: str, **data: Any) -> None:

@@ -121,12 +121,9 @@ async def test_kill_in_the_middle_of_an_investigation_then_resume(
         triage.send_signal(signal.SIGKILL)
         assert await triage.wait() == -signal.SIGKILL
 
-        code, out, err = await run_bot(
-            "runs", "resume", run.id, "--yes", env=model_env, cwd=tmp_path
-        )
+        code, _, err = await run_bot("runs", "resume", run.id, "--yes", env=model_env, cwd=tmp_path)
 
     assert code == 0, err
-    assert "waiting until it lets go" in out
     finished = await store.load(run.id)
     assert finished.status is RunStatus.RESOLVED, finished.outcome
     assert finished.engine == "model"

@@ -1,0 +1,154 @@
+"""The work queue: a Redis Stream read by a consumer group that every replica joins.
+
+An entry names a run to drive (`start` or `resume`). A worker reads it, drives the run,
+and acknowledges it. An entry stays pending while its worker lives (the worker touches
+it, resetting its idle time); entries of a dead worker become idle and are reclaimed by
+any other worker with `XAUTOCLAIM`. Slots (sorted sets of run ids with an expiry) cap
+how many investigations run at once, in all and per service, across replicas.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+
+GROUP = "workers"
+
+# KEYS: slot sets.  ARGV: run id, now, expiry, then one limit per key.
+# Takes a slot in every set or in none; returns 1 when taken.
+_TAKE_SLOTS = """
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
+  if not redis.call('ZSCORE', KEYS[i], ARGV[1])
+     and redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[3 + i]) then
+    return 0
+  end
+end
+for i = 1, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One queue entry: drive this run."""
+
+    id: str
+    run_id: str
+    reason: Literal["start", "resume"]
+
+
+class WorkQueue:
+    """The shared queue of runs to drive, and the concurrency slots."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self.redis = client
+        self._p = prefix
+        self.stream = f"{prefix}queue"
+        self._take_slots = client.register_script(_TAKE_SLOTS)
+
+    async def ensure_group(self) -> None:
+        """Create the stream and its consumer group if they do not exist."""
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def enqueue(self, run_id: str, reason: Literal["start", "resume"]) -> str:
+        """Add an entry; returns its id once Redis has it."""
+        fields: dict[Any, Any] = {"run_id": run_id, "reason": reason}
+        return cast(str, await self.redis.xadd(self.stream, fields))
+
+    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]:
+        """New entries for this consumer (waits up to `block_ms` for one)."""
+        answer = await self.redis.xreadgroup(
+            GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        if not answer:
+            return []
+        entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], answer)[0][1]
+        return [_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def reclaim(self, consumer: str, *, min_idle_ms: int, count: int) -> list[Entry]:
+        """Entries idle for `min_idle_ms` (their worker died), now this consumer's."""
+        answer = await self.redis.xautoclaim(
+            self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        claimed = cast(list[tuple[str, dict[str, str] | None]], answer[1])
+        # Entries deleted meanwhile come back without fields: nothing to do for them.
+        return [_entry(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    async def touch(self, consumer: str, entry_id: str) -> None:
+        """Reset an entry's idle time: its worker is alive and still on it."""
+        await self.redis.xclaim(
+            self.stream, GROUP, consumer, min_idle_time=0, message_ids=[entry_id], justid=True
+        )
+
+    async def ack(self, entry_id: str) -> None:
+        """The entry is done: acknowledge and delete it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, GROUP, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+
+    async def heartbeat(self, owner: str) -> None:
+        """Say that `owner`'s workers are alive (call every few seconds)."""
+        await self.redis.zadd(f"{self._p}workers", {owner: time.time()})
+
+    async def live_workers(self, *, within_seconds: float = 15.0) -> list[str]:
+        """Owners whose workers sent a heartbeat in the last `within_seconds`."""
+        key = f"{self._p}workers"
+        await self.redis.zremrangebyscore(key, "-inf", time.time() - within_seconds)
+        return cast(list[str], await self.redis.zrange(key, 0, -1))
+
+    async def forget_worker(self, owner: str) -> None:
+        """`owner` stopped its workers."""
+        await self.redis.zrem(f"{self._p}workers", owner)
+
+    async def depth(self) -> int:
+        """Entries in the queue, read or not."""
+        return await self.redis.xlen(self.stream)
+
+    async def oldest_age_seconds(self) -> float:
+        """Age of the oldest entry (0 when empty)."""
+        oldest = cast(list[tuple[str, Any]], await self.redis.xrange(self.stream, count=1))
+        if not oldest:
+            return 0.0
+        millis = int(oldest[0][0].split("-")[0])
+        return max(0.0, time.time() - millis / 1000)
+
+    async def take_slots(
+        self, run_id: str, *, service: str, global_limit: int, service_limit: int, ttl: float
+    ) -> bool:
+        """Count the run against both limits, or return False if either is full."""
+        now = time.time()
+        keys = [f"{self._p}slots:global", f"{self._p}slots:service:{service}"]
+        taken = await self._take_slots(
+            keys=keys, args=[run_id, now, now + ttl, global_limit, service_limit]
+        )
+        return bool(taken)
+
+    async def extend_slots(self, run_id: str, *, service: str, ttl: float) -> None:
+        """Keep the run's slots while it is being driven."""
+        expiry = time.time() + ttl
+        for key in (f"{self._p}slots:global", f"{self._p}slots:service:{service}"):
+            await self.redis.zadd(key, {run_id: expiry}, xx=True)
+
+    async def release_slots(self, run_id: str, *, service: str) -> None:
+        """Free the run's slots."""
+        await self.redis.zrem(f"{self._p}slots:global", run_id)
+        await self.redis.zrem(f"{self._p}slots:service:{service}", run_id)
+
+
+def _entry(entry_id: str, fields: dict[str, str]) -> Entry:
+    reason = fields.get("reason", "start")
+    return Entry(
+        id=entry_id,
+        run_id=fields["run_id"],
+        reason="resume" if reason == "resume" else "start",
+    )

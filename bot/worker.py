@@ -1,0 +1,164 @@
+"""Workers: take queue entries, drive their runs, acknowledge them.
+
+Each `serve` replica runs a pool of workers on the shared queue. A worker keeps the
+entry it works on fresh (so no one reclaims it) and, every few seconds, reclaims entries
+that a dead worker left idle. An investigation must get a global and a per-service
+slot first; when the slots are full the entry goes back to the end of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from bot.deps import Deps
+from bot.errors import LeaseHeld, RunNotFound
+from bot.models import Run, RunStatus
+from bot.queue import Entry, WorkQueue
+from bot.runner import RunDriver
+
+log = logging.getLogger(__name__)
+
+_NEEDS_SLOT = {RunStatus.QUEUED, RunStatus.INVESTIGATING}
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLimits:
+    """How a replica's workers share the queue."""
+
+    workers: int
+    global_investigations: int
+    service_investigations: int
+    reclaim_after_seconds: float
+    slot_seconds: float
+
+
+class WorkerPool:
+    """N workers of one replica; start, then stop to finish or release their work."""
+
+    def __init__(self, deps: Deps, queue: WorkQueue, limits: WorkerLimits) -> None:
+        self._deps = deps
+        self._queue = queue
+        self._limits = limits
+        self._driver: RunDriver = deps.driver()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.busy = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether every worker is alive."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    async def start(self) -> None:
+        """Join the consumer group and start the workers."""
+        await self._queue.ensure_group()
+        await self._queue.heartbeat(self._deps.owner)
+        self._tasks.append(asyncio.create_task(self._beat(), name="heartbeat"))
+        for n in range(self._limits.workers):
+            consumer = f"{self._deps.owner}/{n}"
+            self._tasks.append(asyncio.create_task(self._work(consumer), name=consumer))
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop reading; let drives finish for `grace_seconds`, then cancel them.
+
+        A cancelled drive releases its lease; its entry stays pending for another replica.
+        """
+        self._stopping.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._queue.forget_worker(self._deps.owner)
+
+    async def _beat(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SECONDS)
+            if not self._stopping.is_set():
+                await self._queue.heartbeat(self._deps.owner)
+
+    async def _work(self, consumer: str) -> None:
+        next_reclaim = 0.0
+        while not self._stopping.is_set():
+            try:
+                entries: list[Entry] = []
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + self._limits.reclaim_after_seconds / 4
+                    entries = await self._queue.reclaim(
+                        consumer,
+                        min_idle_ms=int(self._limits.reclaim_after_seconds * 1000),
+                        count=1,
+                    )
+                if not entries:
+                    entries = await self._queue.read(consumer, count=1, block_ms=500)
+                for entry in entries:
+                    await self._handle(consumer, entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the boundary of a worker: log, pause, keep serving
+                log.exception("worker %s failed; retrying", consumer)
+                await asyncio.sleep(1)
+
+    async def _handle(self, consumer: str, entry: Entry) -> None:
+        try:
+            run = await self._deps.store.load(entry.run_id)
+        except RunNotFound:
+            log.warning("queue entry for a missing run", extra={"run_id": entry.run_id})
+            await self._queue.ack(entry.id)
+            return
+        if run.status.terminal:
+            await self._queue.ack(entry.id)
+            return
+        service = run.alert.labels.get("service", "unknown")
+        slotted = run.status in _NEEDS_SLOT
+        if slotted and not await self._take_slots(run, service):
+            # Full: back to the end of the queue, and a breath before the next read.
+            await self._queue.enqueue(run.id, entry.reason)
+            await self._queue.ack(entry.id)
+            await asyncio.sleep(0.2)
+            return
+        keeper = asyncio.create_task(self._keep(consumer, entry, run.id, service, slotted))
+        self.busy += 1
+        try:
+            await self._driver.drive(run.id)
+        except LeaseHeld:
+            # Another worker drives it; leave the entry pending: it is retried after the
+            # reclaim delay, in case that worker stops before the run is settled.
+            log.info("run is leased elsewhere", extra={"run_id": run.id})
+            return
+        finally:
+            self.busy -= 1
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if slotted:
+                await self._queue.release_slots(run.id, service=service)
+        await self._queue.ack(entry.id)
+
+    async def _take_slots(self, run: Run, service: str) -> bool:
+        return await self._queue.take_slots(
+            run.id,
+            service=service,
+            global_limit=self._limits.global_investigations,
+            service_limit=self._limits.service_investigations,
+            ttl=self._limits.slot_seconds,
+        )
+
+    async def _keep(
+        self, consumer: str, entry: Entry, run_id: str, service: str, slotted: bool
+    ) -> None:
+        """While the run is driven: keep its entry from being reclaimed, keep its slots."""
+        while True:
+            await asyncio.sleep(self._limits.reclaim_after_seconds / 3)
+            await self._queue.touch(consumer, entry.id)
+            if slotted:
+                await self._queue.extend_slots(
+                    run_id, service=service, ttl=self._limits.slot_seconds
+                )
