@@ -52,7 +52,8 @@ class AlertGroups:
         self._queue = queue
         self._swap = deps.store.redis.register_script(_SWAP)
 
-    def _key(self, group_key: str) -> str:
+    def dedup_key(self, group_key: str) -> str:
+        """The Redis key holding the run id of an alert group."""
         digest = hashlib.sha256(group_key.encode()).hexdigest()[:32]
         return f"{self._deps.settings.key_prefix}dedup:{{{digest}}}"
 
@@ -63,7 +64,7 @@ class AlertGroups:
         (the HTTP layer answers 503 so the sender retries).
         """
         group_key = alerts[0].group_key
-        key = self._key(group_key)
+        key = self.dedup_key(group_key)
         firing = [a for a in alerts if a.status == "firing"]
         for _ in range(5):  # a concurrent delivery may win a race; then look again
             current = cast(str | None, await self._deps.store.redis.get(key))
