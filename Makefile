@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint
+	bash scripts/install-system-packages.sh
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.errors import StaleWrite
 from bot.metrics import Metrics
@@ -40,3 +41,7 @@ class Checkpointer:
         if self.listener is not None:
             await self.listener(written, steps)
         return written
+
+    async def audit(self, run_id: str, event: str, **data: Any) -> None:
+        """Append an audit event that names this writer (`owner`)."""
+        await self.store.audit(run_id, event, owner=self.owner, **data)

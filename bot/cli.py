@@ -21,6 +21,7 @@ from bot.intake.alertmanager import parse_document
 from bot.logs import configure_logging
 from bot.models import Alert, Decision, Run, RunStatus
 from bot.runs import follow, record_decision, start_run
+from bot.server import serve
 from bot.settings import Settings
 from bot.terminal import TerminalView
 from tools.sandbox import run_sandbox
@@ -86,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     answer_flags(demo)
     demo.set_defaults(handler=_demo)
 
+    serve = sub.add_parser("serve", help="the HTTP service: webhooks, workers, /metrics")
+    serve.add_argument("--host", help="listen address (INCIDENT_BOT_HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (INCIDENT_BOT_PORT, default 8080)")
+    serve.add_argument(
+        "--sandbox", metavar="SCENARIO", help="point the tools at the built-in simulator"
+    )
+    serve.set_defaults(handler=_serve)
+
     runs = sub.add_parser("runs", help="list, show and decide runs").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -108,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--reason", default="")
         decide.set_defaults(handler=_runs_decide, verdict=verb)
     return parser
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = {"host": args.host, "port": args.port, "sandbox": args.sandbox}
+    await serve(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
+    return EXIT_OK
 
 
 async def _triage(args: argparse.Namespace, settings: Settings) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from bot.deps import Deps
-from bot.errors import RunExists, RunNotFound
+from bot.errors import AdmissionContended, RunExists, RunNotFound
 from bot.models import Alert, Run, RunStatus, new_id
 from bot.queue import WorkQueue
 from bot.runs import start_run
@@ -68,12 +68,15 @@ class AlertGroups:
         firing = [a for a in alerts if a.status == "firing"]
         for _ in range(5):  # a concurrent delivery may win a race; then look again
             current = cast(str | None, await self._deps.store.redis.get(key))
-            run = await self._open_run(current)
-            if run is not None:
-                return await self._update(run, alerts)
-            if current is not None and run is None and await self._missing(current):
+            run = await self._load(current)
+            if current is not None and run is None:
                 # A crash after the key was set but before the run was created.
                 return await self._start(current, firing or list(alerts), repaired=True)
+            if run is not None and not run.status.terminal:
+                return await self._update(run, alerts)
+            if run is not None and not await self._fires_anew(run, firing):
+                # Repeats of what the ended run already saw, or its resolution.
+                return await self._update(run, alerts)
             if not firing:
                 return Admission(run_id=current, outcome="ignored")
             run_id = new_id("run")
@@ -81,29 +84,27 @@ class AlertGroups:
             won = await self._swap(keys=[key], args=[current or "", run_id, ttl])
             if won == run_id:
                 return await self._start(run_id, firing, repaired=False)
-        raise RuntimeError(f"alert group {group_key!r} kept changing under admission")
+        raise AdmissionContended(f"alert group {group_key!r} kept changing; retry")
 
-    async def _open_run(self, run_id: str | None) -> Run | None:
+    async def _load(self, run_id: str | None) -> Run | None:
         if run_id is None:
             return None
         try:
-            run = await self._deps.store.load(run_id)
+            return await self._deps.store.load(run_id)
         except RunNotFound:
             return None
-        return None if run.status.terminal else run
 
-    async def _missing(self, run_id: str) -> bool:
-        try:
-            await self._deps.store.load(run_id)
-        except RunNotFound:
-            return True
-        return False
+    async def _fires_anew(self, ended: Run, firing: Sequence[Alert]) -> bool:
+        """Whether an alert fires that the ended run did not see firing (new, or back)."""
+        known = await self._deps.store.alert_statuses(ended.id, [a.fingerprint for a in firing])
+        return any(known.get(a.fingerprint) != "firing" for a in firing)
 
     async def _start(self, run_id: str, alerts: Sequence[Alert], *, repaired: bool) -> Admission:
         try:
             run = await start_run(self._deps, alerts[0], trigger="alert", run_id=run_id)
         except RunExists:
-            run = await self._deps.store.load(run_id)
+            # A concurrent delivery of the same group created it first: join it.
+            return await self._update(await self._deps.store.load(run_id), alerts)
         await self._log_alerts(run.id, alerts)
         await self._queue.enqueue(run.id, "start")
         await self._deps.store.audit(run.id, "admitted", repaired=repaired, alerts=len(alerts))

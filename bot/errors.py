@@ -5,7 +5,8 @@
     │   ├── RunNotFound            no run with that id
     │   ├── RunExists              a run with that id was already created
     │   ├── StaleWrite             the run's version or lease moved on: this writer must stop
-    │   └── LeaseHeld              another worker holds the run's lease
+    │   ├── LeaseHeld              another worker holds the run's lease
+    │   └── AdmissionContended     an alert group kept changing while an alert was admitted
     ├── InvalidAlert               an alert body we cannot turn into an `Alert`
     ├── ProposalError              a decision or action that does not fit the run's state
     └── ConfigError                settings or policy files that cannot work
@@ -39,6 +40,10 @@ class StaleWrite(StoreError):
 
 class LeaseHeld(StoreError):
     """Another worker holds the run's lease."""
+
+
+class AdmissionContended(StoreError):
+    """An alert group's run kept changing while a delivery was admitted; retry it."""
 
 
 class InvalidAlert(IncidentBotError):

@@ -91,7 +91,7 @@ class Investigator:
                     self.metrics.investigation_duration.observe(time.monotonic() - started)
                     return await self._finish(run, turn)
                 case HandOver(reason=reason):
-                    await self.store.audit(run.id, "planner_fallback", reason=reason)
+                    await self.checkpoints.audit(run.id, "planner_fallback", reason=reason)
                     # Without a model configured this is the plan, not a problem.
                     log.log(
                         logging.INFO if self.model is None else logging.WARNING,
@@ -113,7 +113,7 @@ class Investigator:
         assert self.model is not None  # noqa: S101 - _why_not_model checked it
         started = time.monotonic()
         reply = await self.model.next_turn(run, transcript)
-        await self.store.audit(
+        await self.checkpoints.audit(
             run.id,
             "model_call",
             model=self.model_name,
@@ -182,7 +182,7 @@ class Investigator:
         name = tool.name if tool else "unknown"
         self.metrics.tool_calls.labels(name, result.status).inc()
         self.metrics.tool_call_duration.labels(name).observe(seconds)
-        await self.store.audit(
+        await self.checkpoints.audit(
             run.id,
             "tool_call",
             tool=call.name,
@@ -218,7 +218,7 @@ class Investigator:
                 }
             )
         )
-        await self.store.audit(
+        await self.checkpoints.audit(
             run.id,
             "proposal",
             proposal=turn.proposal.id,
@@ -240,7 +240,7 @@ class Investigator:
                 }
             )
         )
-        await self.store.audit(run.id, "finished", status=status.value, summary=turn.summary)
+        await self.checkpoints.audit(run.id, "finished", status=status.value, summary=turn.summary)
         return run
 
     async def _write(self, run: Run, steps: Sequence[Step] = ()) -> Run:

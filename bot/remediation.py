@@ -65,7 +65,9 @@ class Remediator:
         existing = await self.store.begin_action(record)
         if existing is not None:
             return await self._after_existing(run, existing, action, args)
-        await self.store.audit(run.id, "action_started", action=action.name, proposal=proposal.id)
+        await self.checkpoints.audit(
+            run.id, "action_started", action=action.name, proposal=proposal.id
+        )
         try:
             detail = await action.execute(self.action_context, args, proposal.id)
         except Exception as exc:  # the boundary of the action: record it, never re-run it
@@ -74,14 +76,16 @@ class Remediator:
                 update={"state": "failed", "finished_at": utcnow(), "detail": str(exc)}
             )
             await self.store.finish_action(failed)
-            await self.store.audit(run.id, "action_failed", action=action.name, error=str(exc))
+            await self.checkpoints.audit(
+                run.id, "action_failed", action=action.name, error=str(exc)
+            )
             self.metrics.actions.labels(action.name, "failed").inc()
             return await self._end(run, RunStatus.FAILED, f"{action.name} failed: {exc}")
         done = record.model_copy(
             update={"state": "succeeded", "finished_at": utcnow(), "detail": detail}
         )
         await self.store.finish_action(done)
-        await self.store.audit(run.id, "action_succeeded", action=action.name, detail=detail)
+        await self.checkpoints.audit(run.id, "action_succeeded", action=action.name, detail=detail)
         self.metrics.actions.labels(action.name, "succeeded").inc()
         return await self.checkpoints.write(
             run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
@@ -106,7 +110,9 @@ class Remediator:
             f"{action.name} was started by {existing.owner} at {existing.started_at:%H:%M:%S} UTC "
             f"and its outcome was never recorded; it was not run again. Target now: {seen}"
         )
-        await self.store.audit(run.id, "action_interrupted", action=action.name, observed=seen)
+        await self.checkpoints.audit(
+            run.id, "action_interrupted", action=action.name, observed=seen
+        )
         self.metrics.actions.labels(action.name, "interrupted").inc()
         return await self._end(run, RunStatus.NEEDS_ATTENTION, note)
 
@@ -126,7 +132,9 @@ class Remediator:
                 log.warning("verification query failed: %s", exc, extra={"run_id": run.id})
             else:
                 if check.passes(value):
-                    await self.store.audit(run.id, "verified", check=check.describe(), value=value)
+                    await self.checkpoints.audit(
+                        run.id, "verified", check=check.describe(), value=value
+                    )
                     return await self._end(
                         run,
                         RunStatus.RESOLVED,
@@ -135,7 +143,9 @@ class Remediator:
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(self.verify_interval_seconds)
-        await self.store.audit(run.id, "verification_failed", check=check.describe(), value=value)
+        await self.checkpoints.audit(
+            run.id, "verification_failed", check=check.describe(), value=value
+        )
         return await self._end(
             run,
             RunStatus.NEEDS_ATTENTION,

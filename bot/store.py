@@ -309,6 +309,16 @@ class RunStore:
         )
         return bool(logged)
 
+    async def alert_statuses(self, run_id: str, fingerprints: Sequence[str]) -> dict[str, str]:
+        """The last status the run logged for each of these alerts (absent: never seen)."""
+        if not fingerprints:
+            return {}
+        values = cast(
+            list[str | None],
+            await self.redis.hmget(f"{self.run_key(run_id)}:alerts", list(fingerprints)),
+        )
+        return {f: v for f, v in zip(fingerprints, values, strict=True) if v is not None}
+
     async def alert_log(self, run_id: str, start: int = 0) -> list[Alert]:
         """The run's logged alerts from position `start` on."""
         raw = await self.redis.lrange(f"{self.run_key(run_id)}:alert_log", start, -1)

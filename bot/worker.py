@@ -14,6 +14,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from bot.deps import Deps
 from bot.errors import LeaseHeld, RunNotFound
 from bot.models import Run, RunStatus
@@ -82,7 +84,10 @@ class WorkerPool:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SECONDS)
             if not self._stopping.is_set():
-                await self._queue.heartbeat(self._deps.owner)
+                try:
+                    await self._queue.heartbeat(self._deps.owner)
+                except RedisError as exc:  # Redis away for a moment: beat again later
+                    log.warning("heartbeat failed: %s", exc)
 
     async def _work(self, consumer: str) -> None:
         next_reclaim = 0.0

@@ -74,15 +74,36 @@ async def test_repeats_new_alerts_and_resolution_reach_the_same_run(
     ]
 
 
-async def test_a_group_that_fires_after_its_run_ended_starts_a_new_run(
+async def _end(deps: Deps, run_id: str | None) -> None:
+    assert run_id is not None
+    run = await deps.store.load(run_id)
+    await deps.store.acquire_lease(run.id, "t", 30)
+    await deps.store.checkpoint(run.model_copy(update={"status": RunStatus.CONCLUDED}), owner="t")
+    await deps.store.release_lease(run.id, "t")
+
+
+async def test_a_group_that_fires_again_after_its_run_ended_starts_a_new_run(
     groups: AlertGroups, deps: Deps
 ) -> None:
     first = await groups.admit([_pod("a")])
-    assert first.run_id is not None
-    run = await deps.store.load(first.run_id)
-    await deps.store.acquire_lease(run.id, "t", 30)
-    await deps.store.checkpoint(run.model_copy(update={"status": RunStatus.CONCLUDED}), owner="t")
+    await _end(deps, first.run_id)
+    # Alertmanager repeats what the ended run saw: no new run every repeat_interval.
+    repeat = await groups.admit([_pod("a")])
+    assert (repeat.run_id, repeat.outcome) == (first.run_id, "repeated")
+    # The alert resolves, then fires again: that is a new incident.
+    resolved = await groups.admit([_pod("a", "resolved")])
+    assert (resolved.run_id, resolved.outcome) == (first.run_id, "resolved")
     again = await groups.admit([_pod("a")])
+    assert again.outcome == "started"
+    assert again.run_id != first.run_id
+
+
+async def test_a_new_alert_in_the_group_of_an_ended_run_starts_a_new_run(
+    groups: AlertGroups, deps: Deps
+) -> None:
+    first = await groups.admit([_pod("a")])
+    await _end(deps, first.run_id)
+    again = await groups.admit([_pod("a"), _pod("b")])
     assert again.outcome == "started"
     assert again.run_id != first.run_id
 

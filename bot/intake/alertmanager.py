@@ -1,11 +1,16 @@
-"""Alertmanager webhook v4 bodies (and single alerts from them) -> `Alert`."""
+"""Alertmanager webhook v4 bodies (and single alerts from them) -> `Alert`.
+
+One body is one notification of one alert group (its `groupKey`): every alert it
+carries becomes an `Alert` of that group. Unknown fields are ignored, so a newer
+Alertmanager that adds some still gets through; an unknown `version` does not.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.errors import InvalidAlert
 from bot.models import Alert
@@ -29,25 +34,38 @@ class WebhookAlert(BaseModel):
 
 
 class WebhookBody(BaseModel):
-    """An Alertmanager webhook body, version 4."""
+    """An Alertmanager webhook body, version 4: one notification of one alert group."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     version: Literal["4"]
-    group_key: str = Field(alias="groupKey")
+    group_key: str = Field(alias="groupKey", min_length=1)
     status: Literal["firing", "resolved"]
     receiver: str
     alerts: list[WebhookAlert] = Field(min_length=1)
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str | None = Field(default=None, alias="externalURL")
+    # Alerts left out because of the receiver's `max_alerts`.
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, value: object) -> object:
+        if value != "4":
+            raise ValueError(f"unsupported webhook version {value!r}; incident-bot reads '4'")
+        return value
+
+    def to_alerts(self) -> list[Alert]:
+        """The body's alerts, all in the body's group."""
+        return [to_alert(a, group_key=self.group_key, link=self.external_url) for a in self.alerts]
 
 
 def parse_document(document: Any) -> list[Alert]:
     """Alerts from a webhook body (`version`, `alerts`) or from one alert object."""
     try:
         if isinstance(document, dict) and "alerts" in document:
-            body = WebhookBody.model_validate(document)
-            return [
-                to_alert(a, group_key=body.group_key, link=body.external_url) for a in body.alerts
-            ]
+            return WebhookBody.model_validate(document).to_alerts()
         single = WebhookAlert.model_validate(document)
     except ValidationError as exc:
         raise InvalidAlert(describe_validation_error(exc)) from exc

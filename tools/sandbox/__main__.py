@@ -11,9 +11,10 @@ import signal
 import sys
 
 from tools.sandbox.app import run_sandbox
+from tools.sandbox.scenario import Scenario, load_scenario
 
 
-async def serve(scenario: str, host: str, port: int) -> None:
+async def serve(scenario: Scenario, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -30,9 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenario", default="bad-deploy", help="bundled name or YAML path")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--latency", type=float, default=None, help="seconds every API answer takes"
+    )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args.scenario, args.host, args.port))
+        scenario = load_scenario(args.scenario)
+        if args.latency is not None:
+            scenario = scenario.model_copy(update={"latency_seconds": args.latency})
+        asyncio.run(serve(scenario, args.host, args.port))
     except FileNotFoundError as exc:
         sys.exit(str(exc))
 

@@ -7,12 +7,14 @@ image, revision and count of applied patches), which tests and the demo read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tools.sandbox import kubernetes_api, prometheus_api
 from tools.sandbox.scenario import WORLD, Scenario, World, load_scenario
@@ -48,9 +50,18 @@ async def state(request: web.Request) -> web.Response:
     )
 
 
+@web.middleware
+async def _latency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer the simulated APIs after the scenario's latency, like a slow cluster."""
+    delay = request.app[WORLD].scenario.latency_seconds
+    if delay and request.path.startswith(("/api", "/apis")):
+        await asyncio.sleep(delay)
+    return await handler(request)
+
+
 def create_sandbox_app(scenario: Scenario) -> web.Application:
     """The sandbox app for a scenario; its world starts when the app is created."""
-    app = web.Application()
+    app = web.Application(middlewares=[_latency])
     app[WORLD] = World.start(scenario)
     app.add_routes(prometheus_api.routes)
     app.add_routes(kubernetes_api.routes)

@@ -8,6 +8,7 @@ over the last 30 minutes always shows the same story:
     description: a deploy of checkout v2.4.0 raised its 5xx ratio
     recovery_seconds: 3        # a signal moves linearly to its new value over this long
                                # after the followed deployment changes image
+    latency_seconds: 0         # how long every API answer takes (a slow cluster)
     deployments:
       - namespace: shop
         name: checkout
@@ -129,6 +130,7 @@ class Scenario(BaseModel):
     name: str
     description: str = ""
     recovery_seconds: float = Field(default=3.0, ge=0)
+    latency_seconds: float = Field(default=0.0, ge=0)
     deployments: list[DeploymentSpec]
     signals: list[Signal] = Field(default_factory=list)
 

@@ -1,0 +1,188 @@
+"""The `incident-bot serve` HTTP application: webhooks, health, readiness and metrics.
+
+Clients are created when the app starts (in its `cleanup_ctx`), never at import time,
+and the worker pool starts with them. On shutdown the pool stops taking work and gets
+`INCIDENT_BOT_SHUTDOWN_GRACE` seconds to finish; runs still being driven then release
+their leases and stay queued for another replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+from redis.exceptions import RedisError
+
+from bot.dedup import AlertGroups
+from bot.deps import Deps, open_deps
+from bot.intake.auth import WebhookAuth
+from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.worker import WorkerLimits, WorkerPool
+from tools.sandbox import run_sandbox
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+DEPS = web.AppKey("deps", Deps)
+POOL = web.AppKey("pool", WorkerPool)
+
+_PING_TIMEOUT_SECONDS = 2.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
+    """The application; its clients and workers start with it and stop with it."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors])
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or Metrics()
+    app.cleanup_ctx.append(_services)
+    app.router.add_routes(
+        [
+            web.post("/webhooks/alertmanager", alertmanager_webhook),
+            web.post("/webhooks/generic", generic_webhook),
+            web.get("/webhooks/generic/schema", generic_schema),
+            # `/slack/events` (Slack's HTTP mode) joins these routes.
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", metrics_page),
+        ]
+    )
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """Start the sandbox (if asked), the clients and the workers; stop them in reverse."""
+    settings = app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        if settings.sandbox:
+            sandbox = await stack.enter_async_context(run_sandbox(settings.sandbox))
+            settings = settings.model_copy(
+                update={
+                    "prometheus_url": sandbox.url,
+                    "kubernetes_url": sandbox.url,
+                    "kubeconfig": None,
+                    "actions_kubeconfig": None,
+                }
+            )
+            log.info("sandbox %r serving at %s", settings.sandbox, sandbox.url)
+        deps = await stack.enter_async_context(open_deps(settings, metrics=app[METRICS]))
+        pool = WorkerPool(
+            deps,
+            deps.queue,
+            WorkerLimits(
+                workers=settings.workers,
+                global_investigations=settings.max_investigations,
+                service_investigations=settings.max_investigations_per_service,
+                reclaim_after_seconds=settings.reclaim_after_seconds,
+                # A dead replica's slots free themselves when its entries become reclaimable.
+                slot_seconds=settings.reclaim_after_seconds,
+            ),
+        )
+        await pool.start()
+        stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
+        token = settings.webhook_token
+        if token is None:
+            log.warning("INCIDENT_BOT_WEBHOOK_TOKEN is not set: webhooks are unauthenticated")
+        app[DEPS] = deps
+        app[POOL] = pool
+        app[INTAKE] = Intake(
+            groups=AlertGroups(deps, deps.queue),
+            metrics=deps.metrics,
+            auth=WebhookAuth(token.get_secret_value()) if token else None,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        yield
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error as JSON; a bug is logged with its traceback and answers 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own answers: 404, 405, 413 ...
+        if exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response({"error": exc.reason.lower()}, status=exc.status, headers=allow)
+    except Exception:  # the HTTP boundary: never a traceback to the client
+        log.exception("request failed", extra={"path": request.path, "method": request.method})
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: the process is up."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: 200 when Redis answers PING and the workers run, else 503 and why."""
+    if not request.app[POOL].running:
+        return _unready("workers are not running")
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
+            await request.app[DEPS].store.redis.ping()
+    except (RedisError, OSError) as exc:  # OSError covers the timeout
+        log.warning("readiness: Redis did not answer PING", extra={"error": repr(exc)})
+        return _unready(f"redis did not answer PING ({type(exc).__name__})")
+    return web.json_response({"status": "ready"})
+
+
+def _unready(reason: str) -> web.Response:
+    return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """`GET /metrics`: the process's metrics, with the queue gauges read at scrape time."""
+    metrics = request.app[METRICS]
+    queue = request.app[DEPS].queue
+    try:
+        metrics.queue_depth.set(await queue.depth())
+        metrics.queue_oldest_age.set(await queue.oldest_age_seconds())
+    except RedisError as exc:  # serve the rest; the gauges keep their last values
+        log.warning("metrics: cannot read the queue", extra={"error": repr(exc)})
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encode(metrics.registry), headers={"Content-Type": content_type})
+
+
+async def serve(settings: Settings) -> None:
+    """Serve on `settings.host:port` until SIGTERM or SIGINT, then shut down gracefully."""
+    runner = web.AppRunner(
+        create_app(settings),
+        access_log=None,  # the webhook handlers log one structured line per request
+        shutdown_timeout=settings.shutdown_grace_seconds,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        host, port = runner.addresses[0][:2]
+        print(f"incident-bot listening on http://{_url_host(host)}:{port}", flush=True)
+        await _until_signalled()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+async def _until_signalled() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
