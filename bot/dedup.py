@@ -106,14 +106,14 @@ class AlertGroups:
             # A concurrent delivery of the same group created it first: join it.
             return await self._update(await self._deps.store.load(run_id), alerts)
         await self._log_alerts(run.id, alerts)
-        await self._queue.enqueue(run.id, "start")
+        await self._enqueue(run.id)
         await self._deps.store.audit(run.id, "admitted", repaired=repaired, alerts=len(alerts))
         return Admission(run_id=run.id, outcome="started")
 
     async def _update(self, run: Run, alerts: Sequence[Alert]) -> Admission:
         changed = await self._log_alerts(run.id, alerts)
         if run.status is RunStatus.QUEUED:
-            await self._queue.enqueue(run.id, "start")  # it may never have reached the queue
+            await self._enqueue(run.id)  # a crash may have kept it from the queue
         if not changed:
             return Admission(run_id=run.id, outcome="repeated")
         resolved = all(a.status == "resolved" for a in alerts)
@@ -123,6 +123,16 @@ class AlertGroups:
             fingerprints=[a.fingerprint for a in alerts],
         )
         return Admission(run_id=run.id, outcome="resolved" if resolved else "updated")
+
+    async def _enqueue(self, run_id: str) -> None:
+        """Queue the run unless it is known to be queued: repeats add no entries.
+
+        The mark is written after the entry, so a crash between the two only means a
+        duplicate entry later, never a missing one.
+        """
+        if not await self._deps.store.was_enqueued(run_id):
+            await self._queue.enqueue(run_id, "start")
+            await self._deps.store.mark_enqueued(run_id)
 
     async def _log_alerts(self, run_id: str, alerts: Sequence[Alert]) -> int:
         return sum([await self._deps.store.record_alert(run_id, a) for a in alerts])

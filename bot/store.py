@@ -299,6 +299,14 @@ class RunStore:
         raw = await self.redis.get(self._action_key(run_id, proposal_id))
         return None if raw is None else ActionRecord.model_validate_json(raw)
 
+    async def mark_enqueued(self, run_id: str) -> None:
+        """Note that the run has a queue entry."""
+        await self.redis.hset(self.run_key(run_id), "enqueued", 1)
+
+    async def was_enqueued(self, run_id: str) -> bool:
+        """Whether the run was marked as queued."""
+        return bool(await self.redis.hexists(self.run_key(run_id), "enqueued"))
+
     # -- the group's alerts -----------------------------------------------------------
     async def record_alert(self, run_id: str, alert: Alert) -> bool:
         """Log the alert on the run if it is new to it or changed status; True if logged."""

@@ -126,3 +126,13 @@ async def test_a_crash_between_claiming_the_group_and_creating_the_run_is_repair
     assert admission.run_id == "run-lost"
     assert admission.outcome == "started"
     assert (await deps.store.load("run-lost")).status is RunStatus.QUEUED
+
+
+async def test_repeats_of_a_queued_run_add_no_queue_entries(
+    groups: AlertGroups, deps: Deps
+) -> None:
+    first = await groups.admit([_pod("a")])
+    for _ in range(10):
+        assert (await groups.admit([_pod("a")])).outcome == "repeated"
+    assert await deps.queue.depth() == 1
+    assert first.run_id is not None
