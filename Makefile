@@ -27,7 +27,9 @@ lint: $(STAMP)
 	$(BIN)/mypy bot tools policies
 
 bench: $(STAMP)
+	bash scripts/install-system-packages.sh wrk
 	$(BIN)/python bench/checkpoint.py
+	$(BIN)/python bench/webhook.py
 
 clean:
 	rm -rf $(VENV) .incident-bot

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from bot.deps import Deps
-from bot.errors import AdmissionContended, RunExists, RunNotFound
-from bot.models import Alert, Run, RunStatus, new_id
+from bot.errors import AdmissionContended, RunExists
+from bot.models import Alert, RunStatus, new_id
 from bot.queue import WorkQueue
 from bot.runs import start_run
+from bot.store import AlertFold
 
 # KEYS: dedup key.  ARGV: expected run id ('' for none), new run id, ttl seconds.
 _SWAP = """
@@ -68,15 +69,13 @@ class AlertGroups:
         firing = [a for a in alerts if a.status == "firing"]
         for _ in range(5):  # a concurrent delivery may win a race; then look again
             current = cast(str | None, await self._deps.store.redis.get(key))
-            run = await self._load(current)
-            if current is not None and run is None:
-                # A crash after the key was set but before the run was created.
-                return await self._start(current, firing or list(alerts), repaired=True)
-            if run is not None and not run.status.terminal:
-                return await self._update(run, alerts)
-            if run is not None and not await self._fires_anew(run, firing):
-                # Repeats of what the ended run already saw, or its resolution.
-                return await self._update(run, alerts)
+            if current is not None:
+                fold = await self._deps.store.fold_alerts(current, alerts)
+                if fold.status is None:
+                    # A crash after the key was set but before the run was created.
+                    return await self._start(current, firing or list(alerts), repaired=True)
+                if not fold.fires_anew:
+                    return await self._folded(current, alerts, fold)
             if not firing:
                 return Admission(run_id=current, outcome="ignored")
             run_id = new_id("run")
@@ -86,53 +85,36 @@ class AlertGroups:
                 return await self._start(run_id, firing, repaired=False)
         raise AdmissionContended(f"alert group {group_key!r} kept changing; retry")
 
-    async def _load(self, run_id: str | None) -> Run | None:
-        if run_id is None:
-            return None
-        try:
-            return await self._deps.store.load(run_id)
-        except RunNotFound:
-            return None
-
-    async def _fires_anew(self, ended: Run, firing: Sequence[Alert]) -> bool:
-        """Whether an alert fires that the ended run did not see firing (new, or back)."""
-        known = await self._deps.store.alert_statuses(ended.id, [a.fingerprint for a in firing])
-        return any(known.get(a.fingerprint) != "firing" for a in firing)
-
     async def _start(self, run_id: str, alerts: Sequence[Alert], *, repaired: bool) -> Admission:
         try:
             run = await start_run(self._deps, alerts[0], trigger="alert", run_id=run_id)
         except RunExists:
             # A concurrent delivery of the same group created it first: join it.
-            return await self._update(await self._deps.store.load(run_id), alerts)
-        await self._log_alerts(run.id, alerts)
+            fold = await self._deps.store.fold_alerts(run_id, alerts)
+            return await self._folded(run_id, alerts, fold)
+        await self._deps.store.fold_alerts(run.id, alerts)
         await self._enqueue(run.id)
         await self._deps.store.audit(run.id, "admitted", repaired=repaired, alerts=len(alerts))
         return Admission(run_id=run.id, outcome="started")
 
-    async def _update(self, run: Run, alerts: Sequence[Alert]) -> Admission:
-        changed = await self._log_alerts(run.id, alerts)
-        if run.status is RunStatus.QUEUED:
-            await self._enqueue(run.id)  # a crash may have kept it from the queue
-        if not changed:
-            return Admission(run_id=run.id, outcome="repeated")
+    async def _folded(self, run_id: str, alerts: Sequence[Alert], fold: AlertFold) -> Admission:
+        if fold.status is RunStatus.QUEUED and not fold.enqueued:
+            await self._enqueue(run_id)  # a crash may have kept it from the queue
+        if not fold.logged:
+            return Admission(run_id=run_id, outcome="repeated")
         resolved = all(a.status == "resolved" for a in alerts)
         await self._deps.store.audit(
-            run.id,
+            run_id,
             "alerts_resolved" if resolved else "alerts_updated",
             fingerprints=[a.fingerprint for a in alerts],
         )
-        return Admission(run_id=run.id, outcome="resolved" if resolved else "updated")
+        return Admission(run_id=run_id, outcome="resolved" if resolved else "updated")
 
     async def _enqueue(self, run_id: str) -> None:
-        """Queue the run unless it is known to be queued: repeats add no entries.
+        """Queue the run and mark it so; repeats of its group add no entries.
 
         The mark is written after the entry, so a crash between the two only means a
-        duplicate entry later, never a missing one.
+        duplicate entry later (harmless: driving a run is idempotent), never a missing one.
         """
-        if not await self._deps.store.was_enqueued(run_id):
-            await self._queue.enqueue(run_id, "start")
-            await self._deps.store.mark_enqueued(run_id)
-
-    async def _log_alerts(self, run_id: str, alerts: Sequence[Alert]) -> int:
-        return sum([await self._deps.store.record_alert(run_id, a) for a in alerts])
+        await self._queue.enqueue(run_id, "start")
+        await self._deps.store.mark_enqueued(run_id)

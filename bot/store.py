@@ -27,7 +27,16 @@ import redis.asyncio as redis
 from pydantic import ValidationError
 
 from bot.errors import LeaseHeld, RunExists, RunNotFound, StaleWrite, StoreError
-from bot.models import ActionRecord, Alert, Decision, Run, Step, utcnow
+from bot.models import (
+    TERMINAL_STATES,
+    ActionRecord,
+    Alert,
+    Decision,
+    Run,
+    RunStatus,
+    Step,
+    utcnow,
+)
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
@@ -77,15 +86,44 @@ end
 return 0
 """
 
-# KEYS: the run's alert hash, the run's alert log.  ARGV: fingerprint, status, alert JSON.
-_RECORD_ALERT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[3])
-return 1
+# Folds one delivery of a group's alerts into a run, in one round trip.
+# KEYS: run hash, its alert hash, its alert log.  ARGV: terminal statuses (comma-joined),
+# then (fingerprint, status, alert JSON) per alert.
+# Returns {run status or '', 1 if the run ended and an alert fires anew, alerts logged,
+# 1 if the run was marked as queued}. An ended run only takes alerts it saw firing.
+_FOLD_ALERTS = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'', 0, 0, 0} end
+local ended = string.find(',' .. ARGV[1] .. ',', ',' .. status .. ',', 1, true) ~= nil
+if ended then
+  for i = 2, #ARGV, 3 do
+    if ARGV[i + 1] == 'firing' and redis.call('HGET', KEYS[2], ARGV[i]) ~= 'firing' then
+      return {status, 1, 0, 0}
+    end
+  end
+end
+local logged = 0
+for i = 2, #ARGV, 3 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('RPUSH', KEYS[3], ARGV[i + 2])
+    logged = logged + 1
+  end
+end
+return {status, 0, logged, redis.call('HEXISTS', KEYS[1], 'enqueued')}
 """
 
 AUDIT_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertFold:
+    """What folding a delivery's alerts into a run found and did."""
+
+    status: RunStatus | None  # None: the run does not exist
+    fires_anew: bool
+    logged: int
+    enqueued: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +147,7 @@ class RunStore:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._decide = client.register_script(_DECIDE)
-        self._record_alert = client.register_script(_RECORD_ALERT)
+        self._fold_alerts = client.register_script(_FOLD_ALERTS)
 
     # -- keys -------------------------------------------------------------------------
     def run_key(self, run_id: str) -> str:
@@ -300,32 +338,29 @@ class RunStore:
         return None if raw is None else ActionRecord.model_validate_json(raw)
 
     async def mark_enqueued(self, run_id: str) -> None:
-        """Note that the run has a queue entry."""
+        """Note that the run has a queue entry (`fold_alerts` reports it)."""
         await self.redis.hset(self.run_key(run_id), "enqueued", 1)
 
-    async def was_enqueued(self, run_id: str) -> bool:
-        """Whether the run was marked as queued."""
-        return bool(await self.redis.hexists(self.run_key(run_id), "enqueued"))
-
     # -- the group's alerts -----------------------------------------------------------
-    async def record_alert(self, run_id: str, alert: Alert) -> bool:
-        """Log the alert on the run if it is new to it or changed status; True if logged."""
-        base = self.run_key(run_id)
-        logged = await self._record_alert(
-            keys=[f"{base}:alerts", f"{base}:alert_log"],
-            args=[alert.fingerprint, alert.status, alert.model_dump_json()],
-        )
-        return bool(logged)
+    async def fold_alerts(self, run_id: str, alerts: Sequence[Alert]) -> AlertFold:
+        """Log each alert that is new to the run or changed status, in one round trip.
 
-    async def alert_statuses(self, run_id: str, fingerprints: Sequence[str]) -> dict[str, str]:
-        """The last status the run logged for each of these alerts (absent: never seen)."""
-        if not fingerprints:
-            return {}
-        values = cast(
-            list[str | None],
-            await self.redis.hmget(f"{self.run_key(run_id)}:alerts", list(fingerprints)),
+        An ended run takes only alerts it already saw firing (repeats, resolutions); when
+        one fires anew nothing is logged and `fires_anew` is set: that is a new incident.
+        """
+        base = self.run_key(run_id)
+        args: list[str] = [",".join(s.value for s in TERMINAL_STATES)]
+        for alert in alerts:
+            args += [alert.fingerprint, alert.status, alert.model_dump_json()]
+        status, anew, logged, enqueued = await self._fold_alerts(
+            keys=[base, f"{base}:alerts", f"{base}:alert_log"], args=args
         )
-        return {f: v for f, v in zip(fingerprints, values, strict=True) if v is not None}
+        return AlertFold(
+            status=RunStatus(status) if status else None,
+            fires_anew=bool(anew),
+            logged=int(logged),
+            enqueued=bool(enqueued),
+        )
 
     async def alert_log(self, run_id: str, start: int = 0) -> list[Alert]:
         """The run's logged alerts from position `start` on."""

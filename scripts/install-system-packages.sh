@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real, when they are missing:
-# redis-server, prometheus and prometheus-alertmanager (used by tests/e2e).
+# redis-server, prometheus and prometheus-alertmanager (used by tests/e2e), plus any
+# package named as an argument whose command has the same name (`make bench` adds wrk).
 #
 # Idempotent: does nothing when every binary is already on PATH. Acts only where apt-get
 # exists and we are root; elsewhere it says what to install and exits 0, so the tests
@@ -18,8 +19,12 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertman
     missing+=(prometheus-alertmanager)
 fi
 
+for extra in "$@"; do
+    command -v "$extra" >/dev/null 2>&1 || missing+=("$extra")
+done
+
 if [ "${#missing[@]}" -eq 0 ]; then
-    log "redis-server, prometheus and alertmanager are installed"
+    log "redis-server, prometheus, alertmanager $* are installed"
     exit 0
 fi
 
