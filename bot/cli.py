@@ -1,4 +1,4 @@
-"""The `incident-bot` command: triage, demo, runs."""
+"""The `incident-bot` command: triage, demo, serve, runs, policy, tools."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from bot.cli_policy import add_policy_commands
+from bot.cli_tools import add_tools_commands
 from bot.demo import DEMO_SCENARIO, demo_alert
 from bot.deps import Deps, open_deps
 from bot.errors import IncidentBotError
@@ -93,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sandbox", metavar="SCENARIO", help="point the tools at the built-in simulator"
     )
+    serve.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="connect to Slack over Socket Mode (SLACK_APP_TOKEN) instead of HTTP",
+    )
     serve.set_defaults(handler=_serve)
 
     runs = sub.add_parser("runs", help="list, show and decide runs").add_subparsers(
@@ -116,11 +123,18 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
         decide.add_argument("--reason", default="")
         decide.set_defaults(handler=_runs_decide, verdict=verb)
+    add_policy_commands(sub)
+    add_tools_commands(sub)
     return parser
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    overrides = {"host": args.host, "port": args.port, "sandbox": args.sandbox}
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "sandbox": args.sandbox,
+        "slack_socket_mode": args.socket_mode,
+    }
     await serve(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
     return EXIT_OK
 
@@ -142,13 +156,18 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
             update={
                 "prometheus_url": sandbox.url,
                 "kubernetes_url": sandbox.url,
+                "alertmanager_url": sandbox.url,
+                "loki_url": sandbox.url,
                 "kubeconfig": None,
                 "actions_kubeconfig": None,
                 "verify_interval_seconds": 1.0,
                 "anthropic_api_key": settings.anthropic_api_key if args.with_model else None,
             }
         )
-        print(f"Sandbox '{args.scenario}' serving Prometheus and Kubernetes APIs at {sandbox.url}")
+        print(
+            f"Sandbox '{args.scenario}' serving Prometheus, Alertmanager, Loki and "
+            f"Kubernetes APIs at {sandbox.url}"
+        )
         async with open_deps(demo_settings) as deps:
             return await _investigate(
                 deps, demo_alert(sandbox.url), trigger="demo", answer=args.answer

@@ -23,15 +23,20 @@ from bot.remediation import Remediator
 from bot.runbook import Runbook, RunbookPlanner, load_runbooks
 from bot.runner import RunDriver
 from bot.settings import Settings
+from bot.slack.client import SlackClient, slack_client
 from bot.store import RunStore
-from tools.actions import ACTIONS, Action, ActionContext
+from bot.tool_context import build_tool_context
+from policies.schema import Policy, load_policy
+from tools.actions import ACTIONS, Action, ActionContext, WebhookEndpoint
+from tools.alertmanager import ALERTMANAGER
 from tools.kube_client import kubernetes_client
 from tools.kubernetes import KUBERNETES
+from tools.logs import LOGS
 from tools.prometheus import PROMETHEUS
 from tools.toolset import Tool, ToolContext, Toolset, index_tools
 
 # Every toolset the bot has, listed explicitly (no registry filled by imports).
-TOOLSETS: tuple[Toolset, ...] = (PROMETHEUS, KUBERNETES)
+TOOLSETS: tuple[Toolset, ...] = (PROMETHEUS, ALERTMANAGER, KUBERNETES, LOGS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +55,14 @@ class Deps:
     runbooks: tuple[Runbook, ...]
     owner: str
     redis_location: str
+    policy: Policy
+    slack: SlackClient | None = None  # None: no SLACK_BOT_TOKEN, no Slack channel
+
+    @property
+    def approval_timeout_seconds(self) -> float:
+        """How long a proposal waits for a decision: the setting if made, else the policy's."""
+        configured = self.settings.approval_timeout_seconds
+        return self.policy.approval_timeout_seconds if configured is None else configured
 
     def driver(self, listener: Listener | None = None) -> RunDriver:
         """A run driver writing as this process, optionally reporting each checkpoint."""
@@ -66,6 +79,7 @@ class Deps:
                 tools=tuple(self.tools.values()),
                 actions=tuple(self.actions.values()),
                 metrics=self.metrics,
+                scopes=self.policy.scopes,
             )
         investigator = Investigator(
             store=self.store,
@@ -77,6 +91,7 @@ class Deps:
             planner=RunbookPlanner(self.runbooks, self.tools),
             limits=Limits(max_steps=s.max_steps, token_budget=s.token_budget),
             checkpoints=checkpoints,
+            policy=self.policy,
         )
         remediator = Remediator(
             store=self.store,
@@ -87,6 +102,7 @@ class Deps:
             tool_context=self.tool_context,
             verify_timeout_seconds=s.verify_timeout_seconds,
             verify_interval_seconds=s.verify_interval_seconds,
+            policy=self.policy,
         )
         return RunDriver(
             store=self.store,
@@ -95,13 +111,16 @@ class Deps:
             investigator=investigator,
             remediator=remediator,
             lease_seconds=s.lease_seconds,
-            approval_timeout_seconds=s.approval_timeout_seconds,
+            approval_timeout_seconds=self.approval_timeout_seconds,
+            policy=self.policy,
         )
 
 
 @asynccontextmanager
 async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Deps]:
     """Connect everything the settings name; close it all on exit."""
+    policy = load_policy(settings.policy_dir, known_actions=[a.name for a in ACTIONS])
+    metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
         connection = await stack.enter_async_context(open_redis(settings))
         http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -127,17 +146,14 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
                 retention_seconds=settings.retention_seconds,
             ),
             queue=WorkQueue(connection.client, prefix=settings.key_prefix),
-            metrics=metrics or Metrics(),
-            tool_context=ToolContext(
-                http=http,
-                prometheus_url=settings.prometheus_url,
-                kubernetes=read_kube,
-                timeout_seconds=settings.tool_timeout_seconds,
-            ),
+            metrics=metrics,
+            tool_context=build_tool_context(settings, http, read_kube),
             action_context=ActionContext(
                 http=http,
                 kubernetes=write_kube,
                 prometheus_url=settings.prometheus_url,
+                alertmanager_url=settings.alertmanager_url,
+                webhooks=webhook_endpoints(policy, settings),
             ),
             claude=claude,
             tools=index_tools(TOOLSETS),
@@ -147,7 +163,24 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
             ),
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             redis_location=connection.location,
+            slack=slack_client(settings, metrics, http),
+            policy=policy,
         )
+
+
+def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEndpoint]:
+    """The policy's webhooks with their signing secrets (the webhook's `secret_env`, else
+    INCIDENT_BOT_ACTIONS_WEBHOOK_SECRET)."""
+    default = settings.actions_webhook_secret
+    endpoints = {}
+    for hook in policy.webhooks:
+        secret = os.environ.get(hook.secret_env) if hook.secret_env else None
+        if secret is None and default is not None:
+            secret = default.get_secret_value()
+        endpoints[hook.name] = WebhookEndpoint(
+            name=hook.name, url=hook.url, secret=secret.encode() if secret else None
+        )
+    return endpoints
 
 
 async def _kubernetes(stack: AsyncExitStack, url: str | None, kubeconfig: Any) -> Any:

@@ -18,12 +18,15 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from bot.approvals import auto_decision, requirement_for
 from bot.checkpoints import Checkpointer
 from bot.llm import cost_dollars
 from bot.metrics import Metrics
 from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.scoping import offered_tools, refusal, run_scope
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
+from policies.schema import Policy
 from tools.toolset import Tool, ToolContext, ToolInputError, ToolResult, compact_json
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class Investigator:
     planner: Engine
     limits: Limits
     checkpoints: Checkpointer
+    policy: Policy
 
     async def investigate(self, run: Run) -> Run:
         """Drive the run until it proposes an action or ends; returns the last checkpoint."""
@@ -167,9 +171,11 @@ class Investigator:
     async def _run_tool(self, run: Run, call: ToolCallPart) -> ToolResultPart:
         tool = self.tools.get(call.name)
         started = time.monotonic()
+        scope = run_scope(self.policy.scopes, run)
         if tool is None:
+            available = [t.api_name for t in offered_tools(scope, list(self.tools.values()))]
             result = ToolResult.fail(
-                f"unknown tool {call.name!r}; available: {', '.join(sorted(self.tools))}"
+                f"unknown tool {call.name!r}; available: {', '.join(sorted(available))}"
             )
         else:
             try:
@@ -177,7 +183,9 @@ class Investigator:
             except ToolInputError as exc:
                 result = ToolResult.fail(str(exc))
             else:
-                result = await self._call(tool, args)
+                # Scope is checked here, before the call, so a refused call sends nothing.
+                refused = refusal(scope, tool, args)
+                result = ToolResult.fail(refused) if refused else await self._call(tool, args)
         seconds = time.monotonic() - started
         name = tool.name if tool else "unknown"
         self.metrics.tool_calls.labels(name, result.status).inc()
@@ -191,8 +199,9 @@ class Investigator:
             seconds=round(seconds, 3),
             error=result.error,
         )
+        content = tool.render(result) if tool is not None else result.render()
         return ToolResultPart(
-            tool_use_id=call.id, content=result.render(), is_error=result.status == "error"
+            tool_use_id=call.id, content=content, is_error=result.status == "error"
         )
 
     async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
@@ -208,24 +217,38 @@ class Investigator:
             return ToolResult.fail(f"{type(exc).__name__}: {exc}")
 
     async def _propose(self, run: Run, turn: AwaitApproval) -> Run:
-        run = await self._write(
-            run.model_copy(
-                update={
-                    "status": RunStatus.AWAITING_APPROVAL,
-                    "proposal": turn.proposal,
-                    "summary": turn.summary,
-                    "findings": [*run.findings, *turn.findings],
-                }
+        """Offer the proposal for approval, or (as the policy says) end the run without
+        offering it, or approve it in the policy's name and go on to execute it."""
+        proposal = turn.proposal
+        requirement = requirement_for(self.policy, run, proposal)
+        update: dict[str, object] = {
+            "status": RunStatus.AWAITING_APPROVAL,
+            "proposal": proposal,
+            "summary": turn.summary,
+            "findings": [*run.findings, *turn.findings],
+        }
+        if not requirement.allowed:
+            update["status"] = RunStatus.NEEDS_ATTENTION
+            update["outcome"] = (
+                f"{proposal.action} on {proposal.target} was not offered for approval: "
+                f"{requirement.reason}"
             )
-        )
+        elif requirement.auto_approved:
+            decision = auto_decision(run, proposal, requirement)
+            await self.store.record_decision(decision)
+            update |= {"status": RunStatus.EXECUTING, "decisions": [decision]}
+        run = await self._write(run.model_copy(update=update))
         await self.checkpoints.audit(
             run.id,
             "proposal",
-            proposal=turn.proposal.id,
-            action=turn.proposal.action,
-            arguments=turn.proposal.arguments,
+            proposal=proposal.id,
+            action=proposal.action,
+            arguments=proposal.arguments,
             engine=run.engine,
+            policy=requirement.reason,
         )
+        if not requirement.allowed:
+            await self.checkpoints.audit(run.id, "proposal_forbidden", reason=requirement.reason)
         return run
 
     async def _finish(self, run: Run, turn: Finish) -> Run:

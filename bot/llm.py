@@ -30,14 +30,16 @@ from bot.models import (
     ToolResultPart,
     Usage,
 )
+from bot.scoping import offered_tools, run_scope
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools, Turn
+from policies.scope import Scope, ScopeRule
 from tools.actions import Action
 from tools.toolset import Tool, describe_validation_error
 
 SYSTEM_PROMPT = """\
 You are incident-bot, the on-call engineer's investigator. An alert fired; find out why.
 
-- Use the read-only tools to look at metrics, deployments and their rollout history.
+- Use the read-only tools to look at metrics, alerts, deployments, pods, events and logs.
   Start from the alert's labels; check what changed recently.
 - Ground every finding in a tool result: name the query or object and the values.
 - Several independent tool calls may go in one turn; they run in parallel.
@@ -128,13 +130,25 @@ class ClaudeEngine:
         tools: Sequence[Tool],
         actions: Sequence[Action],
         metrics: Metrics,
+        scopes: Sequence[ScopeRule] = (),
     ) -> None:
         self._client = client
         self._model = model
         self._max_tokens = max_tokens
+        self._tools = tuple(tools)
         self._actions = {a.name: a for a in actions}
         self._metrics = metrics
-        self._tool_params = _tool_params(tools, actions)
+        self._scopes = tuple(scopes)
+        # The tool list of each scope, built once: the same scope gets the same (cached) list.
+        self._tool_params: dict[tuple[str, ...], list[ToolParam]] = {}
+
+    def _tools_for(self, scope: Scope) -> list[ToolParam]:
+        """The tool list a run with this scope is offered: out-of-scope tools are left out."""
+        offered = offered_tools(scope, self._tools)
+        key = tuple(t.api_name for t in offered)
+        if key not in self._tool_params:
+            self._tool_params[key] = _tool_params(offered, tuple(self._actions.values()))
+        return self._tool_params[key]
 
     @property
     def model(self) -> str:
@@ -144,6 +158,7 @@ class ClaudeEngine:
     async def next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
         """Call the model once and turn its answer into the next turn."""
         started = time.perf_counter()
+        scope = run_scope(self._scopes, run)
         try:
             message = await self._client.messages.create(
                 model=self._model,
@@ -153,9 +168,10 @@ class ClaudeEngine:
                         "type": "text",
                         "text": SYSTEM_PROMPT,
                         "cache_control": {"type": "ephemeral"},
-                    }
+                    },
+                    {"type": "text", "text": f"This run may read: {scope.describe()}."},
                 ],
-                tools=self._tool_params,
+                tools=self._tools_for(scope),
                 messages=to_messages(transcript),
             )
         except anthropic.APIError as exc:

@@ -109,6 +109,12 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.slack_api_calls = Counter(
+            "incident_bot_slack_api_calls_total",
+            "Slack Web API calls, by method and outcome (ok, error, rate_limited, ...).",
+            ["method", "outcome"],
+            registry=r,
+        )
         self.checkpoint_write = Histogram(
             "incident_bot_checkpoint_write_duration_seconds",
             "Checkpoint write time.",

@@ -240,7 +240,10 @@ class Decision(Stored):
     user: str
     verdict: Literal["approve", "reject"]
     reason: str = ""
-    via: Literal["terminal", "cli", "slack"] = "cli"
+    via: Literal["terminal", "cli", "slack", "policy"] = "cli"
+    # The Slack user groups (IDs or handles) the user belonged to when deciding; the
+    # policy's approver groups are checked against them.
+    groups: list[str] = Field(default_factory=list)
     at: datetime = Field(default_factory=utcnow)
 
 

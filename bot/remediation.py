@@ -16,10 +16,13 @@ from urllib.parse import parse_qs, urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from bot.approvals import requirement_for
 from bot.checkpoints import Checkpointer
 from bot.metrics import Metrics
 from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
 from bot.store import RunStore
+from policies.approval import settle
+from policies.schema import Policy
 from tools.actions import Action, ActionContext
 from tools.prometheus import instant_value
 from tools.toolset import ToolContext, describe_validation_error
@@ -39,6 +42,7 @@ class Remediator:
     tool_context: ToolContext
     verify_timeout_seconds: float
     verify_interval_seconds: float
+    policy: Policy
 
     async def execute(self, run: Run) -> Run:
         """Run the approved proposal's action once; the run moves to `verifying` or ends."""
@@ -53,6 +57,16 @@ class Remediator:
                 run,
                 RunStatus.FAILED,
                 f"{action.name}: invalid arguments: {describe_validation_error(exc)}",
+            )
+        context = self.action_context.for_proposal(run.id, proposal.id)
+        existing = await self.store.action_record(run.id, proposal.id)
+        if existing is not None:
+            return await self._after_existing(run, existing, action, args)
+        refused = await self._refusal(run, proposal)
+        if refused is not None:
+            await self.checkpoints.audit(run.id, "action_refused", action=action.name, why=refused)
+            return await self._end(
+                run, RunStatus.NEEDS_ATTENTION, f"{action.name} was not executed: {refused}"
             )
         record = ActionRecord(
             run_id=run.id,
@@ -69,7 +83,7 @@ class Remediator:
             run.id, "action_started", action=action.name, proposal=proposal.id
         )
         try:
-            detail = await action.execute(self.action_context, args, proposal.id)
+            detail = await action.execute(context, args, proposal.id)
         except Exception as exc:  # the boundary of the action: record it, never re-run it
             log.exception("action failed", extra={"run_id": run.id})
             failed = record.model_copy(
@@ -91,6 +105,16 @@ class Remediator:
             run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
         )
 
+    async def _refusal(self, run: Run, proposal: Proposal) -> str | None:
+        """Why the policy does not let this proposal run now (checked again here, so a
+        forged or stale `executing` run changes nothing); None when it may."""
+        requirement = requirement_for(self.policy, run, proposal)
+        if not requirement.allowed:
+            return requirement.reason
+        if settle(requirement, await self.store.decisions(run.id, proposal.id)) != "approved":
+            return f"the decisions recorded do not approve it ({requirement.reason})"
+        return None
+
     async def _after_existing(
         self, run: Run, existing: ActionRecord, action: Action, args: BaseModel
     ) -> Run:
@@ -103,7 +127,9 @@ class Remediator:
                 run, RunStatus.FAILED, f"{action.name} failed: {existing.detail}"
             )
         try:
-            seen = await action.observe(self.action_context, args)
+            seen = await action.observe(
+                self.action_context.for_proposal(run.id, existing.proposal_id), args
+            )
         except Exception as exc:  # observing is best effort; the human must look either way
             seen = f"could not observe the target: {exc}"
         note = (

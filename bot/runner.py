@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.approvals import auto_decision, requirement_for
 from bot.checkpoints import Checkpointer
 from bot.investigation import Investigator
 from bot.metrics import Metrics
 from bot.models import Run, RunStatus, utcnow
 from bot.remediation import Remediator
 from bot.store import RunStore
-from policies.approval import tally
+from policies.approval import counts, settle
+from policies.schema import AUTO_APPROVER, Policy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class RunDriver:
     remediator: Remediator
     lease_seconds: float
     approval_timeout_seconds: float
+    policy: Policy
 
     async def drive(self, run_id: str) -> Run:
         """Take the lease and move the run as far as it can go now.
@@ -70,25 +73,46 @@ class RunDriver:
                 return run
 
     async def _settle_proposal(self, run: Run) -> Run:
-        assert run.proposal is not None  # noqa: S101 - awaiting_approval always has one
-        decisions = await self.store.decisions(run.id, run.proposal.id)
-        verdict = tally(decisions)
+        """Count the decisions the policy accepts; a forbidden proposal never executes."""
+        proposal = run.proposal
+        assert proposal is not None  # noqa: S101 - awaiting_approval always has one
+        requirement = requirement_for(self.policy, run, proposal)
+        if not requirement.allowed:
+            await self.checkpoints.audit(run.id, "proposal_forbidden", reason=requirement.reason)
+            return await self.checkpoints.write(
+                run.model_copy(
+                    update={
+                        "status": RunStatus.NEEDS_ATTENTION,
+                        "outcome": f"{proposal.action} was not executed: {requirement.reason}",
+                    }
+                )
+            )
+        decisions = await self.store.decisions(run.id, proposal.id)
+        if requirement.auto_approved and not any(d.user == AUTO_APPROVER for d in decisions):
+            # The policy approves on its own (e.g. a freeze ended while the run waited).
+            decision = auto_decision(run, proposal, requirement)
+            await self.store.record_decision(decision)
+            decisions = [*decisions, decision]
+        verdict = settle(requirement, decisions)
         if verdict == "pending":
-            waited = utcnow() - run.proposal.proposed_at
+            waited = utcnow() - proposal.proposed_at
             if waited < timedelta(seconds=self.approval_timeout_seconds):
                 return run
             return await self.checkpoints.write(
                 run.model_copy(
                     update={
                         "status": RunStatus.EXPIRED,
-                        "outcome": f"no decision within {self.approval_timeout_seconds:g}s",
+                        "decisions": decisions,
+                        "outcome": f"no decision within {self.approval_timeout_seconds:g}s "
+                        f"({requirement.reason})",
                     }
                 )
             )
-        decided_after = (decisions[-1].at - run.proposal.proposed_at).total_seconds()
+        counted = [d for d in decisions if counts(requirement, d)]
+        decided_after = (counted[-1].at - proposal.proposed_at).total_seconds()
         self.metrics.time_to_decision.observe(max(decided_after, 0.0))
         if verdict == "rejected":
-            rejection = next(d for d in decisions if d.verdict == "reject")
+            rejection = next(d for d in counted if d.verdict == "reject")
             reason = f": {rejection.reason}" if rejection.reason else ""
             return await self.checkpoints.write(
                 run.model_copy(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.approvals import refusal
 from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
 from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
@@ -54,8 +55,12 @@ async def start_run(
     return created
 
 
-async def record_decision(deps: Deps, decision: Decision) -> bool:
-    """Record a human's decision on the run's current proposal; False if already recorded."""
+async def record_decision(deps: Deps, decision: Decision, *, settles_at: int = 0) -> bool:
+    """Record a human's decision on the run's current proposal; False if already recorded.
+
+    `settles_at`: the approvals that decide the proposal; once it has them (or a
+    rejection) later decisions raise `ProposalError`, so concurrent clicks record one.
+    """
     run = await deps.store.load(decision.run_id)
     if run.status is not RunStatus.AWAITING_APPROVAL or run.proposal is None:
         raise ProposalError(f"run {run.id} is {run.status.value}, not awaiting approval")
@@ -63,7 +68,10 @@ async def record_decision(deps: Deps, decision: Decision) -> bool:
         raise ProposalError(
             f"proposal {decision.proposal_id} is not the run's current one ({run.proposal.id})"
         )
-    recorded = await deps.store.record_decision(decision)
+    refused = refusal(deps.policy, run, run.proposal, decision)
+    if refused is not None:
+        raise ProposalError(refused)
+    recorded = await deps.store.record_decision(decision, settles_at=settles_at)
     if recorded:
         deps.metrics.approvals.labels(decision.verdict).inc()
         # Any replica's workers may resume it; a duplicate resume is harmless.
@@ -111,7 +119,7 @@ async def follow(
 async def _wait_for_decision(deps: Deps, run: Run) -> None:
     """Return when the proposal has a decision, the run moved on, or approval timed out."""
     assert run.proposal is not None  # noqa: S101 - awaiting approval has a proposal
-    expires = run.proposal.proposed_at + timedelta(seconds=deps.settings.approval_timeout_seconds)
+    expires = run.proposal.proposed_at + timedelta(seconds=deps.approval_timeout_seconds)
     while utcnow() < expires:
         if await deps.store.decisions(run.id, run.proposal.id):
             return

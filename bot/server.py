@@ -24,6 +24,7 @@ from bot.intake.auth import WebhookAuth
 from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
 from bot.metrics import Metrics
 from bot.settings import Settings
+from bot.slack.app import SLACK, open_slack, slack_events
 from bot.worker import WorkerLimits, WorkerPool
 from tools.sandbox import run_sandbox
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
             web.post("/webhooks/alertmanager", alertmanager_webhook),
             web.post("/webhooks/generic", generic_webhook),
             web.get("/webhooks/generic/schema", generic_schema),
-            # `/slack/events` (Slack's HTTP mode) joins these routes.
+            web.post("/slack/events", slack_events),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/metrics", metrics_page),
@@ -69,12 +70,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 update={
                     "prometheus_url": sandbox.url,
                     "kubernetes_url": sandbox.url,
+                    "alertmanager_url": sandbox.url,
+                    "loki_url": sandbox.url,
                     "kubeconfig": None,
                     "actions_kubeconfig": None,
                 }
             )
             log.info("sandbox %r serving at %s", settings.sandbox, sandbox.url)
         deps = await stack.enter_async_context(open_deps(settings, metrics=app[METRICS]))
+        slack = await stack.enter_async_context(open_slack(deps))
+        if slack is not None:
+            app[SLACK] = slack
         pool = WorkerPool(
             deps,
             deps.queue,
@@ -86,6 +92,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                 # A dead replica's slots free themselves when its entries become reclaimable.
                 slot_seconds=settings.reclaim_after_seconds,
             ),
+            listener=slack.threads.on_checkpoint if slack else None,
         )
         await pool.start()
         stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
@@ -99,6 +106,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             metrics=deps.metrics,
             auth=WebhookAuth(token.get_secret_value()) if token else None,
             max_body_bytes=settings.max_body_bytes,
+            on_admitted=slack.threads.on_admitted if slack else None,
         )
         yield
 

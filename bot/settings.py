@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     run_deadline_seconds: float = Field(default=900.0, alias="INCIDENT_BOT_RUN_DEADLINE")
     tool_timeout_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_TOOL_TIMEOUT")
     lease_seconds: float = Field(default=30.0, alias="INCIDENT_BOT_LEASE_SECONDS")
-    approval_timeout_seconds: float = Field(default=3600.0, alias="INCIDENT_BOT_APPROVAL_TIMEOUT")
+    # None: the policy's `approval_timeout_seconds`.
+    approval_timeout_seconds: float | None = Field(
+        default=None, alias="INCIDENT_BOT_APPROVAL_TIMEOUT"
+    )
     verify_timeout_seconds: float = Field(default=120.0, alias="INCIDENT_BOT_VERIFY_TIMEOUT")
     verify_interval_seconds: float = Field(default=2.0, alias="INCIDENT_BOT_VERIFY_INTERVAL")
     retention_seconds: int = Field(default=30 * 24 * 3600, alias="INCIDENT_BOT_RETENTION")
@@ -57,5 +60,40 @@ class Settings(BaseSettings):
     # Actions write with their own credentials, so a compromised investigation cannot.
     actions_kubeconfig: Path | None = Field(default=None, alias="INCIDENT_BOT_ACTIONS_KUBECONFIG")
     sandbox: str | None = Field(default=None, alias="INCIDENT_BOT_SANDBOX")
+    # Where `alertmanager.silence` creates silences.
+    alertmanager_url: str | None = Field(default=None, alias="ALERTMANAGER_URL")
+    # Signs `webhook.call` requests (HMAC-SHA256) unless the webhook names its own secret_env.
+    actions_webhook_secret: SecretStr | None = Field(
+        default=None, alias="INCIDENT_BOT_ACTIONS_WEBHOOK_SECRET"
+    )
+
+    # Slack: HTTP mode needs the bot token and signing secret; Socket Mode the app token.
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
+    slack_socket_mode: bool = Field(default=False, alias="INCIDENT_BOT_SLACK_SOCKET_MODE")
+    slack_channel: str | None = Field(default=None, alias="INCIDENT_BOT_SLACK_CHANNEL")
+    # At most one post per channel, and one progress edit per run, in this many seconds.
+    slack_min_interval_seconds: float = Field(default=1.0, alias="INCIDENT_BOT_SLACK_MIN_INTERVAL")
+
+    # Auth and TLS of the read-only tools' backends: a bearer token or basic auth, and a CA
+    # bundle for a private CA. Loki's tenant goes in X-Scope-OrgID.
+    prometheus_bearer_token: SecretStr | None = Field(default=None, alias="PROMETHEUS_BEARER_TOKEN")
+    prometheus_username: str | None = Field(default=None, alias="PROMETHEUS_USERNAME")
+    prometheus_password: SecretStr | None = Field(default=None, alias="PROMETHEUS_PASSWORD")
+    prometheus_ca_file: Path | None = Field(default=None, alias="PROMETHEUS_CA_FILE")
+    alertmanager_bearer_token: SecretStr | None = Field(
+        default=None, alias="ALERTMANAGER_BEARER_TOKEN"
+    )
+    alertmanager_username: str | None = Field(default=None, alias="ALERTMANAGER_USERNAME")
+    alertmanager_password: SecretStr | None = Field(default=None, alias="ALERTMANAGER_PASSWORD")
+    alertmanager_ca_file: Path | None = Field(default=None, alias="ALERTMANAGER_CA_FILE")
+    loki_url: str | None = Field(default=None, alias="LOKI_URL")
+    loki_bearer_token: SecretStr | None = Field(default=None, alias="LOKI_BEARER_TOKEN")
+    loki_username: str | None = Field(default=None, alias="LOKI_USERNAME")
+    loki_password: SecretStr | None = Field(default=None, alias="LOKI_PASSWORD")
+    loki_ca_file: Path | None = Field(default=None, alias="LOKI_CA_FILE")
+    loki_tenant: str | None = Field(default=None, alias="LOKI_TENANT_ID")
 
     log_level: str = Field(default="INFO", alias="INCIDENT_BOT_LOG_LEVEL")

@@ -11,6 +11,7 @@ so its Lua scripts also work on Redis Cluster):
     run:{id}:alert_log             list of Alert JSON: each new alert or change of status
     lease:{id}                     owner token, with a TTL
     decision:{id}:{proposal}:{user}  SET NX guard: one decision per person and proposal
+    decision:{id}:{proposal}       hash: decisions per verdict, and `settled` once decided
     action:{id}:{proposal}         the action's idempotency record (ActionRecord JSON)
     runs:all / runs:active         sorted sets of run ids (all / not finished) by creation time
 """
@@ -26,7 +27,14 @@ from typing import Any, cast
 import redis.asyncio as redis
 from pydantic import ValidationError
 
-from bot.errors import LeaseHeld, RunExists, RunNotFound, StaleWrite, StoreError
+from bot.errors import (
+    LeaseHeld,
+    ProposalError,
+    RunExists,
+    RunNotFound,
+    StaleWrite,
+    StoreError,
+)
 from bot.models import (
     TERMINAL_STATES,
     ActionRecord,
@@ -78,12 +86,20 @@ return 0
 """
 
 # KEYS: decision guard, decisions list.  ARGV: decision JSON, guard ttl.
+# KEYS: decision guard, decisions list, the proposal's tally.  ARGV: decision JSON, guard
+# ttl, verdict, approvals that settle the proposal (0: no limit; the caller's policy).
+# Returns 1 recorded, 0 this person decided already, -1 the proposal is settled.
 _DECIDE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
+local needed = tonumber(ARGV[4])
+if needed > 0 and redis.call('HEXISTS', KEYS[3], 'settled') == 1 then return -1 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+local count = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+if ARGV[3] == 'reject' or (needed > 0 and count >= needed) then
+  redis.call('HSET', KEYS[3], 'settled', ARGV[3])
 end
-return 0
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
 """
 
 # Folds one delivery of a group's alerts into a run, in one round trip.
@@ -292,13 +308,21 @@ class RunStore:
         return cast(str | None, await self.redis.get(self._lease_key(run_id)))
 
     # -- decisions and actions --------------------------------------------------------
-    async def record_decision(self, decision: Decision) -> bool:
-        """Record a decision once per run, proposal and user; False if already recorded."""
-        key = self._decision_key(decision.run_id, decision.proposal_id, decision.user)
+    async def record_decision(self, decision: Decision, *, settles_at: int = 0) -> bool:
+        """Record a decision once per run, proposal and user; False if already recorded.
+
+        With `settles_at` (the approvals the policy requires), a proposal that already has
+        them, or a rejection, takes no further decisions: raises `ProposalError`.
+        """
+        run_id, proposal_id = decision.run_id, decision.proposal_id
+        key = self._decision_key(run_id, proposal_id, decision.user)
+        tally = f"{self._p}decision:{{{run_id}}}:{proposal_id}"
         recorded = await self._decide(
-            keys=[key, self._decisions_key(decision.run_id)],
-            args=[decision.model_dump_json(), self._retention],
+            keys=[key, self._decisions_key(run_id), tally],
+            args=[decision.model_dump_json(), self._retention, decision.verdict, settles_at],
         )
+        if int(recorded) == -1:
+            raise ProposalError(f"proposal {proposal_id} of run {run_id} is already decided")
         if recorded:
             await self.audit(
                 decision.run_id,

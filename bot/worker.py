@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from bot.checkpoints import Listener
 from bot.deps import Deps
 from bot.errors import LeaseHeld, RunNotFound
 from bot.models import Run, RunStatus
@@ -42,11 +43,18 @@ class WorkerLimits:
 class WorkerPool:
     """N workers of one replica; start, then stop to finish or release their work."""
 
-    def __init__(self, deps: Deps, queue: WorkQueue, limits: WorkerLimits) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        queue: WorkQueue,
+        limits: WorkerLimits,
+        listener: Listener | None = None,
+    ) -> None:
+        """`listener` follows every checkpoint of the runs driven here (the Slack threads)."""
         self._deps = deps
         self._queue = queue
         self._limits = limits
-        self._driver: RunDriver = deps.driver()
+        self._driver: RunDriver = deps.driver(listener)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.busy = 0

@@ -16,11 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bot_env(**overrides: str) -> dict[str, str]:
-    """The environment for a bot subprocess: this one, without model or Redis settings."""
+    """The environment for a bot subprocess: this one, without model, Redis or Slack settings."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "INCIDENT_BOT_", "REDIS_", "KUBE", "PROMETHEUS_"))
+        if not k.startswith(
+            ("ANTHROPIC_", "INCIDENT_BOT_", "REDIS_", "KUBE", "PROMETHEUS_", "SLACK_")
+        )
     }
     env["PYTHONPATH"] = str(ROOT)
     return env | overrides

@@ -85,6 +85,10 @@ def test_invalid_input_raises_tool_input_error() -> None:
     assert [t.name for t in KUBERNETES.tools] == [
         "kubernetes.get_deployment",
         "kubernetes.rollout_history",
+        "kubernetes.pods",
+        "kubernetes.pod_logs",
+        "kubernetes.events",
+        "kubernetes.nodes",
     ]
 
 

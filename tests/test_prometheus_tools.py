@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -97,15 +98,24 @@ def test_input_is_validated_with_messages_for_the_model() -> None:
         query_range.validate_input({"query": "up", "window": "1h"})
     schema = query_range.input_schema()
     assert schema["properties"]["minutes"]["examples"] == [30]
-    assert [t.api_name for t in PROMETHEUS.tools] == ["prometheus_query", "prometheus_query_range"]
+    assert [t.api_name for t in PROMETHEUS.tools] == [
+        "prometheus_query",
+        "prometheus_query_range",
+        "prometheus_alerts",
+        "prometheus_alerting_rules",
+        "prometheus_label_values",
+        "prometheus_series",
+        "prometheus_metadata",
+    ]
 
 
 def test_a_large_result_is_cut_to_the_budget() -> None:
     big = ToolResult.ok([{"labels": {"pod": f"checkout-{i:06d}"}, "value": i} for i in range(5000)])
     text = big.render()
     assert len(big.model_dump_json()) > 200_000
-    assert len(text) <= DEFAULT_BUDGET_CHARS + 300
-    assert "[truncated:" in text
+    note = json.loads(text)["truncated"]
+    assert note.startswith("showing the first ") and "narrow the query" in note
+    assert len(text) <= DEFAULT_BUDGET_CHARS + len(note) + 20
 
 
 @pytest.fixture

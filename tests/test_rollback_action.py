@@ -31,7 +31,13 @@ TO_V231 = RollbackInput(namespace="shop", deployment="checkout", to_revision=1)
 
 
 def test_actions_are_listed_and_found_by_name() -> None:
-    assert ACTIONS == (ROLLBACK,)
+    assert [a.name for a in ACTIONS] == [
+        "kubernetes.rollback",
+        "kubernetes.restart",
+        "kubernetes.scale",
+        "alertmanager.silence",
+        "webhook.call",
+    ]
     assert action_by_name("kubernetes.rollback") is ROLLBACK
     assert action_by_name("kubernetes.delete_everything") is None
     assert ROLLBACK.input_model is RollbackInput

@@ -1,4 +1,6 @@
-"""Read-only Kubernetes tools: a deployment's state and its rollout history.
+"""Read-only Kubernetes tools: deployments and their rollout history here; pods and logs in
+`tools.kubernetes_pods`, events and nodes in `tools.kubernetes_cluster`. No tool reads
+Secrets: none calls a Secret endpoint, and names are validated so none can be made to.
 
 They call the API through `ctx.kubernetes`, a `kubernetes_asyncio` ApiClient holding
 read-only credentials; client creation and the shared reads live in `tools.kube_client`.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from tools.kube_client import (
     NOT_CONFIGURED,
@@ -21,6 +23,9 @@ from tools.kube_client import (
     replica_sets_of,
     revision_of,
 )
+from tools.kube_inputs import Namespace, name_field
+from tools.kubernetes_cluster import events, nodes, probe_kubernetes
+from tools.kubernetes_pods import pod_logs, pods
 from tools.toolset import ToolContext, ToolResult, Toolset, tool
 
 JsonObject = dict[str, JsonValue]
@@ -85,11 +90,11 @@ class GetDeploymentInput(BaseModel):
     """Arguments of `kubernetes.get_deployment`."""
 
     model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
-    name: str = Field(min_length=1, description="The deployment's name.", examples=["checkout"])
+    namespace: Namespace
+    name: str = name_field("The deployment's name.", "checkout")
 
 
-@tool("kubernetes.get_deployment")
+@tool("kubernetes.get_deployment", namespace="namespace")
 async def get_deployment(ctx: ToolContext, args: GetDeploymentInput) -> ToolResult:
     """Show a Kubernetes deployment: its current revision and images, replica counts
     (desired, ready, updated, available), whether the latest rollout is complete, its
@@ -111,13 +116,11 @@ class RolloutHistoryInput(BaseModel):
     """Arguments of `kubernetes.rollout_history`."""
 
     model_config = ConfigDict(extra="forbid")
-    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
-    deployment: str = Field(
-        min_length=1, description="The deployment's name.", examples=["checkout"]
-    )
+    namespace: Namespace
+    deployment: str = name_field("The deployment's name.", "checkout")
 
 
-@tool("kubernetes.rollout_history")
+@tool("kubernetes.rollout_history", namespace="namespace")
 async def rollout_history(ctx: ToolContext, args: RolloutHistoryInput) -> ToolResult:
     """List the revisions of a Kubernetes deployment, newest first, like
     `kubectl rollout history`: revision number, images, change cause, when the revision's
@@ -157,4 +160,8 @@ async def rollout_history(ctx: ToolContext, args: RolloutHistoryInput) -> ToolRe
     return ToolResult.ok(revisions)
 
 
-KUBERNETES = Toolset(name="kubernetes", tools=(get_deployment, rollout_history))
+KUBERNETES = Toolset(
+    name="kubernetes",
+    tools=(get_deployment, rollout_history, pods, pod_logs, events, nodes),
+    probe=probe_kubernetes,
+)

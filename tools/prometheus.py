@@ -11,16 +11,24 @@ import itertools
 import math
 import time
 from datetime import UTC, datetime
-from typing import Literal, Protocol
 
-import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from tools.retry import (
-    TransientHTTPError,
-    call_with_retries,
-    is_retryable_status,
-    parse_retry_after,
+from tools.prometheus_catalog import (
+    PROMETHEUS_NARROW,
+    alerting_rules,
+    alerts,
+    label_values,
+    metadata,
+    probe_prometheus,
+    series_of,
+)
+from tools.prometheus_http import (
+    PrometheusAccess,
+    PrometheusError,
+    QueryData,
+    Series,
+    query_api,
 )
 from tools.toolset import ToolContext, ToolResult, Toolset, tool
 
@@ -29,89 +37,6 @@ TARGET_POINTS = 60
 _NICE_STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
 
 JsonObject = dict[str, JsonValue]
-
-
-class PrometheusError(Exception):
-    """Prometheus rejected a query or could not be reached; the message says which."""
-
-
-class PrometheusAccess(Protocol):
-    """What a Prometheus call needs; `ToolContext` and `ActionContext` both have it."""
-
-    @property
-    def http(self) -> aiohttp.ClientSession: ...
-
-    @property
-    def prometheus_url(self) -> str | None: ...
-
-    @property
-    def timeout_seconds(self) -> float: ...
-
-
-Sample = tuple[float, str]  # (unix time, value as Prometheus writes it: "0.12", "NaN")
-
-
-class Series(BaseModel):
-    """One series of a vector (`value`) or matrix (`values`) answer."""
-
-    metric: dict[str, str] = Field(default_factory=dict)
-    value: Sample | None = None
-    values: list[Sample] = Field(default_factory=list)
-
-
-class QueryData(BaseModel):
-    """The `data` of a successful answer."""
-
-    result_type: Literal["vector", "matrix", "scalar", "string"] = Field(alias="resultType")
-    result: list[Series] | Sample
-
-
-class Answer(BaseModel):
-    """An answer of the Prometheus HTTP API (`/api/v1/query`, `/api/v1/query_range`)."""
-
-    status: Literal["success", "error"]
-    data: QueryData | None = None
-    error_type: str | None = Field(default=None, alias="errorType")
-    error: str | None = None
-
-
-async def _api(ctx: PrometheusAccess, endpoint: str, params: dict[str, str]) -> QueryData:
-    """POST a form to `/api/v1/{endpoint}` and return the answer's `data`."""
-    if not ctx.prometheus_url:
-        raise PrometheusError("Prometheus is not configured (PROMETHEUS_URL is unset)")
-    url = f"{ctx.prometheus_url.rstrip('/')}/api/v1/{endpoint}"
-
-    async def attempt() -> QueryData:
-        async with ctx.http.post(url, data=params) as response:
-            text = await response.text()
-            if is_retryable_status(response.status):
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise TransientHTTPError(response.status, text[:200], retry_after)
-        try:
-            answer = Answer.model_validate_json(text)
-        except ValidationError:
-            raise PrometheusError(
-                f"Prometheus at {url} answered HTTP {response.status} with something other "
-                f"than an API answer: {text[:200]!r}"
-            ) from None
-        if answer.error is not None:
-            raise PrometheusError(
-                f"Prometheus rejected the query ({answer.error_type}): {answer.error}"
-            )
-        if answer.data is None:
-            raise PrometheusError(
-                f"Prometheus at {url} answered HTTP {response.status} without data"
-            )
-        return answer.data
-
-    try:
-        return await call_with_retries(attempt, timeout_seconds=ctx.timeout_seconds)
-    except TransientHTTPError as exc:
-        raise PrometheusError(f"Prometheus is failing: {exc}") from exc
-    except aiohttp.ClientError as exc:
-        raise PrometheusError(f"cannot reach Prometheus at {url}: {exc}") from exc
-    except TimeoutError as exc:
-        raise PrometheusError(f"Prometheus did not answer within {ctx.timeout_seconds:g}s") from exc
 
 
 def _rounded(value: float) -> JsonValue:
@@ -220,7 +145,7 @@ class QueryInput(BaseModel):
     )
 
 
-@tool("prometheus.query")
+@tool("prometheus.query", narrow=PROMETHEUS_NARROW)
 async def query(ctx: ToolContext, args: QueryInput) -> ToolResult:
     """Evaluate a PromQL expression at one instant (now unless `time` is given).
 
@@ -234,7 +159,7 @@ async def query(ctx: ToolContext, args: QueryInput) -> ToolResult:
     if args.time is not None:
         params["time"] = str(args.time.timestamp())
     try:
-        data = await _api(ctx, "query", params)
+        data = await query_api(ctx, "query", params)
     except PrometheusError as exc:
         return ToolResult.fail(str(exc))
     series, note = _capped(_instant(data))
@@ -273,7 +198,7 @@ def choose_step(window_seconds: int) -> int:
     return next((s for s in _NICE_STEPS if s >= wanted), math.ceil(wanted))
 
 
-@tool("prometheus.query_range")
+@tool("prometheus.query_range", narrow=PROMETHEUS_NARROW)
 async def query_range(ctx: ToolContext, args: QueryRangeInput) -> ToolResult:
     """Evaluate a PromQL expression over the last `minutes` (default 30) and summarise it.
 
@@ -288,7 +213,7 @@ async def query_range(ctx: ToolContext, args: QueryRangeInput) -> ToolResult:
     end = time.time()
     params = {"query": args.query, "start": str(end - window), "end": str(end), "step": str(step)}
     try:
-        data = await _api(ctx, "query_range", params)
+        data = await query_api(ctx, "query_range", params)
     except PrometheusError as exc:
         return ToolResult.fail(str(exc))
     series, note = _capped([summarize_series(s) for s in _series(data)])
@@ -303,7 +228,7 @@ async def instant_value(ctx: PrometheusAccess, query: str) -> float | None:
 
     Raises `PrometheusError` when Prometheus rejects the query or cannot be reached.
     """
-    data = await _api(ctx, "query", {"query": query})
+    data = await query_api(ctx, "query", {"query": query})
     if isinstance(data.result, tuple):
         if data.result_type == "string":
             raise PrometheusError(f"`{query}` returns a string, not a number")
@@ -314,4 +239,8 @@ async def instant_value(ctx: PrometheusAccess, query: str) -> float | None:
     return None
 
 
-PROMETHEUS = Toolset(name="prometheus", tools=(query, query_range))
+PROMETHEUS = Toolset(
+    name="prometheus",
+    tools=(query, query_range, alerts, alerting_rules, label_values, series_of, metadata),
+    probe=probe_prometheus,
+)

@@ -43,6 +43,9 @@ class Intake:
     metrics: Metrics
     auth: WebhookAuth | None
     max_body_bytes: int
+    # Told of every admission after it is durable (the Slack thread notes a resolution);
+    # it must not block: the sender waits for the 202.
+    on_admitted: Callable[[Admission], None] | None = None
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -125,6 +128,8 @@ async def _receive(
         )
         return web.json_response({"error": exc.error}, status=exc.status)
     intake.metrics.alerts_received.labels(source).inc(len(alerts))
+    if intake.on_admitted is not None:
+        intake.on_admitted(admission)
     if admission.outcome in _DEDUPLICATED:
         intake.metrics.alerts_deduplicated.labels(source).inc(len(alerts))
     log.info(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from tools.actions.base import Action, ActionContext, ActionError
+from tools.actions.alertmanager import SILENCE, SilenceInput
+from tools.actions.base import Action, ActionContext, ActionError, WebhookEndpoint
+from tools.actions.deployments import RESTART, SCALE, RestartInput, ScaleInput
 from tools.actions.kubernetes import ROLLBACK, RollbackInput
+from tools.actions.webhook import WEBHOOK, WebhookInput
 
-ACTIONS: tuple[Action, ...] = (ROLLBACK,)
+ACTIONS: tuple[Action, ...] = (ROLLBACK, RESTART, SCALE, SILENCE, WEBHOOK)
 
 
 def action_by_name(name: str) -> Action | None:
@@ -15,10 +18,19 @@ def action_by_name(name: str) -> Action | None:
 
 __all__ = [
     "ACTIONS",
+    "RESTART",
     "ROLLBACK",
+    "SCALE",
+    "SILENCE",
+    "WEBHOOK",
     "Action",
     "ActionContext",
     "ActionError",
+    "RestartInput",
     "RollbackInput",
+    "ScaleInput",
+    "SilenceInput",
+    "WebhookEndpoint",
+    "WebhookInput",
     "action_by_name",
 ]

@@ -7,8 +7,8 @@ idempotent by construction as well, so a repeated execution changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -20,13 +20,34 @@ class ActionError(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhookEndpoint:
+    """A URL the operator listed for `webhook.call`, with its HMAC signing secret."""
+
+    name: str
+    url: str
+    secret: bytes | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionContext:
-    """The clients an action may use; the Kubernetes client holds the *write* credentials."""
+    """The clients an action may use; the Kubernetes client holds the *write* credentials.
+
+    `run_id` and `proposal_id` name the execution (set by the executor for one call):
+    actions derive ids and markers from them, so a repeated execution finds its own work.
+    """
 
     http: aiohttp.ClientSession
     kubernetes: Any  # kubernetes_asyncio ApiClient, separate from the tools' read-only one
     prometheus_url: str | None
     timeout_seconds: float = 30.0
+    alertmanager_url: str | None = None
+    webhooks: Mapping[str, WebhookEndpoint] = field(default_factory=dict)
+    run_id: str = ""
+    proposal_id: str = ""
+
+    def for_proposal(self, run_id: str, proposal_id: str) -> ActionContext:
+        """This context for executing (or observing) one run's proposal."""
+        return replace(self, run_id=run_id, proposal_id=proposal_id)
 
 
 @dataclass(frozen=True, kw_only=True)

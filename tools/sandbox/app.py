@@ -1,4 +1,5 @@
-"""The sandbox server: one aiohttp app that plays Prometheus and the Kubernetes API.
+"""The sandbox server: one aiohttp app that plays Prometheus, Alertmanager, Loki and the
+Kubernetes API.
 
 `run_sandbox` starts it in the running event loop; `python -m tools.sandbox` runs it alone.
 Besides the real APIs it answers `GET /healthz` and `GET /sandbox/state` (each deployment's
@@ -16,7 +17,15 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tools.sandbox import kubernetes_api, prometheus_api
+from tools.sandbox import (
+    alertmanager_api,
+    kubernetes_api,
+    kubernetes_core,
+    loki_api,
+    prometheus_api,
+    prometheus_catalog,
+)
+from tools.sandbox.faults import REQUESTS, RequestLog, guard
 from tools.sandbox.scenario import WORLD, Scenario, World, load_scenario
 
 
@@ -26,6 +35,7 @@ class RunningSandbox:
 
     url: str
     world: World
+    requests: RequestLog
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -61,10 +71,15 @@ async def _latency(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def create_sandbox_app(scenario: Scenario) -> web.Application:
     """The sandbox app for a scenario; its world starts when the app is created."""
-    app = web.Application(middlewares=[_latency])
+    app = web.Application(middlewares=[guard, _latency])
     app[WORLD] = World.start(scenario)
+    app[REQUESTS] = RequestLog()
     app.add_routes(prometheus_api.routes)
+    app.add_routes(prometheus_catalog.routes)
     app.add_routes(kubernetes_api.routes)
+    app.add_routes(kubernetes_core.routes)
+    app.add_routes(loki_api.routes)
+    app.add_routes(alertmanager_api.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/sandbox/state", state)
     return app
@@ -87,6 +102,8 @@ async def run_sandbox(
         bound_host, bound_port = runner.addresses[0][:2]
         if ":" in bound_host:
             bound_host = f"[{bound_host}]"
-        yield RunningSandbox(url=f"http://{bound_host}:{bound_port}", world=app[WORLD])
+        yield RunningSandbox(
+            url=f"http://{bound_host}:{bound_port}", world=app[WORLD], requests=app[REQUESTS]
+        )
     finally:
         await runner.cleanup()

@@ -31,6 +31,8 @@ over the last 30 minutes always shows the same story:
       - match: http_requests_total
         labels: {namespace: shop, service: checkout}
         value: 250              # without `follows`: a constant
+
+Pods, logs, nodes, events, alerts, silences, RBAC and faults: see `scenario_parts`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ from typing import Any
 import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tools.sandbox.scenario_parts import (
+    AlertSpec,
+    EventSpec,
+    Fault,
+    NodeSpec,
+    PodProfile,
+    SilenceSpec,
+)
 
 JsonDict = dict[str, Any]
 
@@ -133,6 +144,13 @@ class Scenario(BaseModel):
     latency_seconds: float = Field(default=0.0, ge=0)
     deployments: list[DeploymentSpec]
     signals: list[Signal] = Field(default_factory=list)
+    pods: dict[str, PodProfile] = Field(default_factory=dict)
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    events: list[EventSpec] = Field(default_factory=list)
+    alerts: list[AlertSpec] = Field(default_factory=list)
+    silences: list[SilenceSpec] = Field(default_factory=list)
+    readable_namespaces: list[str] | None = None
+    faults: list[Fault] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _follows_known(self) -> Scenario:

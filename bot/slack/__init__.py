@@ -1,0 +1,6 @@
+"""The Slack channel: Bolt app, Block Kit messages, commands, approvals and alert threads.
+
+Read in this order: `client.py` (the Web API client), `refs.py` (where a run's messages
+are), `blocks.py` (what they look like), `threads.py` (the listener that posts them as a
+run moves), `interactions.py` and `commands.py` (what people do), `app.py` (the wiring).
+"""

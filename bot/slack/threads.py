@@ -1,0 +1,288 @@
+"""Alert threads: a run as Slack shows it, kept up to date by a listener on the run loop.
+
+One root message per run in the routed channel, updated in place as the run moves;
+in its thread: one progress message (edited, at most once per interval), the findings,
+the proposal with its buttons, and the outcome. This listener runs after every
+checkpoint of whichever replica drives the run; every message is posted by whoever
+claims it first in Redis (`refs.py`), so a run never gets two of anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.dedup import Admission
+from bot.deps import Deps
+from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.slack import blocks
+from bot.slack.approvers import gate
+from bot.slack.pacing import ChannelPacer, Coalescer
+from bot.slack.refs import MessageRefs
+from policies.approval import evaluate
+from policies.routing import channel_for
+
+log = logging.getLogger(__name__)
+
+PROGRESS_LINES = 30
+_EARLY = {RunStatus.QUEUED, RunStatus.INVESTIGATING}
+
+
+class SlackThreads:
+    """Shows runs in Slack as they are checkpointed (a `Listener` for the run loop)."""
+
+    def __init__(self, deps: Deps, client: AsyncWebClient, refs: MessageRefs) -> None:
+        self._deps = deps
+        self._client = client
+        self._refs = refs
+        interval = deps.settings.slack_min_interval_seconds
+        self._pacer = ChannelPacer(interval)
+        self._progress = Coalescer(interval)
+        self._tool_names: dict[str, str] = {}
+        self._notes: set[asyncio.Task[None]] = set()
+
+    async def on_checkpoint(self, run: Run, steps: Sequence[Step]) -> None:
+        """Bring the run's Slack messages up to date; a Slack failure never stops the run."""
+        try:
+            await self.show(run, steps)
+        except Exception:  # the Slack boundary: log with the run id, keep the run going
+            log.exception("slack: could not show the run", extra={"run_id": run.id})
+
+    async def close(self) -> None:
+        """Write pending progress edits and notes."""
+        await self._progress.close()
+        await asyncio.gather(*self._notes, return_exceptions=True)
+
+    def on_admitted(self, admission: Admission) -> None:
+        """An alert delivery reached a run: note in its thread that its alerts resolved."""
+        if admission.outcome == "resolved" and admission.run_id is not None:
+            task = asyncio.create_task(self._note_resolved(admission.run_id))
+            self._notes.add(task)
+            task.add_done_callback(self._notes.discard)
+
+    async def _note_resolved(self, run_id: str) -> None:
+        try:
+            refs = await self._refs.load(run_id)
+            channel, thread = refs.get("channel"), refs.get("thread_ts")
+            if channel and thread:
+                note = blocks.SlackMessage(
+                    "The alerts of this group resolved.",
+                    (blocks.section("✅ The source reports this group's alerts *resolved*."),),
+                )
+                await self._post_once_named(run_id, "alerts_resolved", channel, thread, [note])
+        except Exception:  # a background Slack write: log it with the run id
+            log.exception("slack: could not note the resolution", extra={"run_id": run_id})
+
+    def channel_for(self, run: Run) -> str | None:
+        """The channel of a run from an alert: the policy's routing, else the default."""
+        return channel_for(self._deps.policy, run.alert.labels) or self._deps.settings.slack_channel
+
+    async def show(self, run: Run, steps: Sequence[Step] = ()) -> None:
+        """Post or update what Slack should show of the run now."""
+        refs = await self._refs.load(run.id)
+        channel = refs.get("channel") or self.channel_for(run)
+        if channel is None:
+            log.warning("slack: no channel for the run", extra={"run_id": run.id})
+            return
+        thread = await self._root(run, refs, channel)
+        if thread is None:
+            return  # another replica is posting the root message right now
+        lines = self._progress_lines(steps)
+        if lines or run.status not in _EARLY:
+            await self._show_progress(run, channel, thread, lines)
+        if run.proposal is not None and run.status not in _EARLY:
+            if run.status is RunStatus.AWAITING_APPROVAL:
+                await self._post_once(run, "findings", channel, thread, self._findings(run))
+            await self._show_proposal(run, channel, thread)
+        if run.status.terminal:
+            self._progress.forget(run.id)
+            if run.proposal is None:
+                await self._post_once(run, "findings", channel, thread, self._findings(run))
+            await self._post_once(run, "final", channel, thread, [blocks.outcome_message(run)])
+
+    # -- the root message ------------------------------------------------------------
+    async def _root(self, run: Run, refs: dict[str, str], channel: str) -> str | None:
+        ts = refs.get("root.ts")
+        if ts is None:
+            claim = await self._refs.claim(run.id, "root", self._deps.owner)
+            if not claim.mine:
+                return refs.get("thread_ts") or claim.ts
+            try:
+                ts = await self._post(channel, blocks.root_message(run), refs.get("thread_ts"))
+            except BaseException:
+                await self._refs.release(run.id, "root")
+                raise
+            thread = refs.get("thread_ts") or ts
+            await self._refs.posted(
+                run.id, "root", ts, channel=channel, thread_ts=thread, root_status=run.status
+            )
+            return thread
+        if refs.get("root_status") != run.status.value:
+            await self._update(channel, ts, blocks.root_message(run))
+            await self._refs.set(run.id, {"root_status": run.status.value})
+        return refs.get("thread_ts") or ts
+
+    # -- progress --------------------------------------------------------------------
+    def _progress_lines(self, steps: Sequence[Step]) -> list[str]:
+        if len(self._tool_names) > 10_000:
+            self._tool_names.clear()
+        lines = []
+        for step in steps:
+            for part in step.content:
+                if isinstance(part, ToolCallPart):
+                    self._tool_names[part.id] = part.name
+                    lines.append(blocks.progress_line(part.name, json.dumps(part.input), None))
+                elif isinstance(part, ToolResultPart):
+                    name = self._tool_names.get(part.tool_use_id, "result")
+                    lines.append(blocks.progress_line(name, _gist(part.content), not part.is_error))
+        return lines
+
+    async def _show_progress(self, run: Run, channel: str, thread: str, lines: list[str]) -> None:
+        await self._refs.add_progress(run.id, lines, PROGRESS_LINES)
+        done = run.status not in _EARLY
+
+        async def flush() -> None:
+            shown = await self._refs.add_progress(run.id, [], PROGRESS_LINES)
+            if not shown:
+                return
+            message = blocks.progress_message(shown, done=done)
+            await self._post_or_update(run.id, "progress", channel, thread, message)
+
+        if done and "progress.done" in await self._refs.load(run.id):
+            return
+        await self._progress.request(run.id, flush, now=done)
+        if done:
+            await self._refs.set(run.id, {"progress.done": "1"})
+
+    # -- findings, proposal, outcome -------------------------------------------------
+    @staticmethod
+    def _findings(run: Run) -> list[blocks.SlackMessage]:
+        return blocks.findings_messages(run.findings)
+
+    async def _show_proposal(self, run: Run, channel: str, thread: str) -> None:
+        assert run.proposal is not None  # noqa: S101 - checked by the caller
+        name = f"proposal:{run.proposal.id}"
+        refs = await self._refs.load(run.id)
+        dry_run = refs.get(f"{name}.dry_run")
+        if dry_run is None:
+            dry_run = await self.dry_run(run)
+            await self._refs.set(run.id, {f"{name}.dry_run": dry_run})
+        message = await self.proposal_message(run, dry_run)
+        shown = f"{run.status.value}:{len(run.decisions)}"
+        if refs.get(f"{name}.shown") == shown:
+            return
+        await self._post_or_update(run.id, name, channel, thread, message)
+        await self._refs.set(run.id, {f"{name}.shown": shown})
+
+    async def proposal_message(self, run: Run, dry_run: str) -> blocks.SlackMessage:
+        """The run's proposal message as it should look now (decisions included)."""
+        assert run.proposal is not None  # noqa: S101
+        requirement = evaluate(
+            self._deps.policy,
+            run.proposal.action,
+            run.proposal.arguments,
+            run.alert.labels,
+            utcnow(),
+        )
+        decisions = run.decisions or await self._deps.store.decisions(run.id, run.proposal.id)
+        return blocks.proposal_message(
+            run, dry_run=dry_run, gate=gate(requirement), decisions=decisions
+        )
+
+    async def dry_run(self, run: Run) -> str:
+        """What the proposed action would change, in the action's own words."""
+        assert run.proposal is not None  # noqa: S101
+        action = self._deps.actions.get(run.proposal.action)
+        if action is None:
+            return f"unknown action {run.proposal.action}"
+        try:
+            args = action.input_model.model_validate(run.proposal.arguments)
+            return await action.dry_run(self._deps.action_context, args)
+        except Exception as exc:  # the dry run informs; its failure must not hide the rest
+            return f"(dry run failed: {exc})"
+
+    async def update_proposal(self, run: Run) -> None:
+        """Redraw the proposal message (after a decision), if it was posted."""
+        assert run.proposal is not None  # noqa: S101
+        name = f"proposal:{run.proposal.id}"
+        refs = await self._refs.load(run.id)
+        ts, channel = refs.get(f"{name}.ts"), refs.get("channel")
+        if ts is None or channel is None:
+            return
+        dry_run = refs.get(f"{name}.dry_run") or ""
+        await self._update(channel, ts, await self.proposal_message(run, dry_run))
+
+    # -- Slack calls -----------------------------------------------------------------
+    async def _post_once(
+        self,
+        run: Run,
+        name: str,
+        channel: str,
+        thread: str,
+        messages: Sequence[blocks.SlackMessage],
+    ) -> None:
+        await self._post_once_named(run.id, name, channel, thread, messages)
+
+    async def _post_once_named(
+        self,
+        run_id: str,
+        name: str,
+        channel: str,
+        thread: str,
+        messages: Sequence[blocks.SlackMessage],
+    ) -> None:
+        if not messages or not (await self._refs.claim(run_id, name, self._deps.owner)).mine:
+            return
+        ts = ""
+        for message in messages:
+            ts = await self._post(channel, message, thread)
+        await self._refs.posted(run_id, name, ts)
+
+    async def _post_or_update(
+        self, run_id: str, name: str, channel: str, thread: str, message: blocks.SlackMessage
+    ) -> None:
+        claim = await self._refs.claim(run_id, name, self._deps.owner)
+        if claim.ts is not None:
+            await self._update(channel, claim.ts, message)
+        elif claim.mine:
+            try:
+                ts = await self._post(channel, message, thread)
+            except BaseException:
+                await self._refs.release(run_id, name)
+                raise
+            await self._refs.posted(run_id, name, ts)
+
+    async def _post(self, channel: str, message: blocks.SlackMessage, thread: str | None) -> str:
+        async with self._pacer.turn(channel):
+            answer = await self._client.chat_postMessage(
+                channel=channel, thread_ts=thread, **message.payload()
+            )
+        return str(answer["ts"])
+
+    async def _update(self, channel: str, ts: str, message: blocks.SlackMessage) -> None:
+        try:
+            await self._client.chat_update(channel=channel, ts=ts, **message.payload())
+        except SlackApiError as exc:
+            if exc.response.get("error") != "message_not_found":
+                raise
+            log.warning("slack: message %s in %s is gone; not updating it", ts, channel)
+
+
+def _gist(content: str) -> str:
+    """A tool result in a few words: its error, or the start of its data."""
+    try:
+        parsed = json.loads(content)
+    except json.JSONDecodeError:
+        return content[:200]
+    if not isinstance(parsed, dict):
+        return content[:200]
+    if parsed.get("status") == "error":
+        return f"error: {parsed.get('error')}"[:200]
+    if parsed.get("status") == "no_data":
+        return f"no data {parsed.get('note') or ''}"[:200]
+    return json.dumps(parsed.get("data"))[:200]

@@ -1,0 +1,149 @@
+"""The whole flow through Slack: an Alertmanager alert becomes a thread with a proposal;
+a signed Approve click (acked at once, also while the action runs) resumes the run from
+Redis in another replica's worker, which executes the action once and resolves the run."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from bot.models import RunStatus
+from bot.store import RunStore
+from tests.slack_helpers import (
+    APPROVER,
+    OUTSIDER,
+    SHOP_CHANNEL,
+    SRE_MEMBER,
+    bot_app,
+    bot_env,
+    proposal_in,
+    run_in,
+    sandbox_patches,
+)
+from tests.slack_server import SlackServer, view_submission
+from tools.sandbox import RunningSandbox
+
+pytest_plugins = ("tests.slack_fixtures",)
+
+
+async def test_alert_to_thread_to_approval_to_resolved_in_another_worker(
+    redis_url: str,
+    slack: SlackServer,
+    policy_dir: Path,
+    sandbox: RunningSandbox,
+    store: RunStore,
+) -> None:
+    env = bot_env(redis_url, slack, policy_dir, sandbox)
+    # Replica one investigates the alert, posts the thread and lets go: nothing waits.
+    async with bot_app(env, INCIDENT_BOT_WORKERS="1") as first:
+        run_id = (await first.alert())["run_id"]
+        proposal = await slack.until(lambda: proposal_in(slack))
+        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        investigator = first.deps.owner
+
+    [root] = slack.roots(SHOP_CHANNEL)
+    assert "Awaiting approval" in root.all_text()
+    assert "5xx ratio above 5% for checkout" in root.all_text()
+    replies = slack.thread(root.ts)
+    assert proposal in replies
+    progress = next(m for m in replies if "Progress" in m.text)
+    assert progress.history, "progress is one message edited in place"
+    assert "prometheus_query" in progress.all_text()
+    assert any(m.text.startswith("Findings") for m in replies)
+    text = proposal.all_text()
+    for expected in ("kubernetes.rollback", "shop/checkout", "Dry run", "Risk", APPROVER):
+        assert expected in text, expected
+    assert proposal.action_ids() == ["approve", "reject"]
+
+    # Another on-call engineer still sees the buttons when the first approval is done.
+    as_seen_before = copy.deepcopy(proposal)
+    # Replica two takes the click; its worker resumes the run from Redis.
+    sandbox.world.scenario = sandbox.world.scenario.model_copy(update={"latency_seconds": 0.3})
+    async with bot_app(env, INCIDENT_BOT_WORKERS="1") as second:
+        status, seconds = await second.click(slack, proposal, "approve", user=APPROVER)
+        assert (status, seconds < 1.0) == (200, True), seconds
+
+        await run_in(store, run_id, RunStatus.EXECUTING, RunStatus.VERIFYING)
+        status, seconds = await second.click(slack, as_seen_before, "approve", user=SRE_MEMBER)
+        assert (status, seconds < 1.0) == (200, True), seconds
+        refusal = await slack.until(lambda: [e for e in slack.ephemeral if "already" in str(e)])
+        assert refusal[0]["response_type"] == "ephemeral"
+
+        run = await run_in(store, run_id, RunStatus.RESOLVED, within=60)
+        await slack.until(lambda: "Resolved" in root.all_text())
+        await slack.until(lambda: "Resolved" in proposal.all_text())
+
+    assert await sandbox_patches(sandbox) == 1
+    record = await store.action_record(run_id, run.proposal.id if run.proposal else "")
+    assert record is not None and record.state == "succeeded"
+    assert record.owner.startswith(second.deps.owner) and investigator != second.deps.owner
+    assert [d.user for d in await store.decisions(run_id, record.proposal_id)] == [APPROVER]
+    assert f"Approved by <@{APPROVER}>" in proposal.all_text()
+    assert "approve" not in proposal.action_ids()
+    assert any("Resolved" in m.text for m in slack.thread(root.ts)[-2:])
+    assert len(slack.roots(SHOP_CHANNEL)) == 1
+
+
+async def test_an_approver_the_policy_does_not_name_is_refused_and_nothing_runs(
+    redis_url: str,
+    slack: SlackServer,
+    policy_dir: Path,
+    sandbox: RunningSandbox,
+    store: RunStore,
+) -> None:
+    env = bot_env(redis_url, slack, policy_dir, sandbox)
+    async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
+        run_id = (await bot.alert())["run_id"]
+        proposal = await slack.until(lambda: proposal_in(slack))
+        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+
+        status, seconds = await bot.click(slack, proposal, "approve", user=OUTSIDER)
+        assert status == 200 and seconds < 1.0
+        [answer] = await slack.until(lambda: slack.ephemeral)
+        assert answer["response_type"] == "ephemeral"
+        assert answer["replace_original"] is False
+        assert "may not decide" in answer["text"] and "@sre" in answer["text"]
+
+        run = await store.load(run_id)
+        assert run.status is RunStatus.AWAITING_APPROVAL
+        assert run.proposal is not None
+        assert await store.decisions(run_id, run.proposal.id) == []
+
+        # Alertmanager then reports the group resolved: the thread says so.
+        assert (await bot.alert("resolved-single.json"))["outcome"] == "resolved"
+        note = await slack.until(
+            lambda: [m for m in slack.thread(proposal.thread_ts or "") if "resolved" in m.text]
+        )
+        assert len(note) == 1
+    assert await sandbox_patches(sandbox) == 0
+
+
+async def test_a_member_of_an_approver_group_rejects_with_a_reason_from_the_modal(
+    redis_url: str,
+    slack: SlackServer,
+    policy_dir: Path,
+    sandbox: RunningSandbox,
+    store: RunStore,
+) -> None:
+    env = bot_env(redis_url, slack, policy_dir, sandbox)
+    async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
+        run_id = (await bot.alert())["run_id"]
+        proposal = await slack.until(lambda: proposal_in(slack))
+        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+
+        status, _ = await bot.click(slack, proposal, "reject", user=SRE_MEMBER)
+        assert status == 200
+        [opened] = await slack.until(lambda: slack.views)
+        view = opened["view"]
+        assert view["callback_id"] == "reject_reason"
+        values = {"reason": {"reason": {"type": "plain_text_input", "value": "deploy is fine"}}}
+        status, _, _ = await bot.send(view_submission(view, user=SRE_MEMBER, values=values))
+        assert status == 200
+
+        run = await run_in(store, run_id, RunStatus.REJECTED)
+        assert "deploy is fine" in run.outcome
+        await slack.until(lambda: "Rejected" in proposal.all_text())
+    assert f"Rejected by <@{SRE_MEMBER}>: deploy is fine" in proposal.all_text()
+    assert await sandbox_patches(sandbox) == 0
+    assert json.loads(view["private_metadata"])["run"] == run_id

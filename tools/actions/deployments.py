@@ -1,0 +1,192 @@
+"""Kubernetes actions on a deployment's pods: a rolling restart, and scaling.
+
+Both are idempotent by construction. A restart sets the pod template's
+`kubectl.kubernetes.io/restartedAt` (as `kubectl rollout restart` does) together with
+`incident-bot/restart-proposal`, the proposal it belongs to: a deployment whose template
+already carries this proposal's key was restarted for it, and is left alone. Scaling sets
+an absolute replica count, so doing it again changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio.client import AppsV1Api
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.actions.base import Action, ActionContext, ActionError
+from tools.actions.kubernetes import PROPOSAL_ANNOTATION
+from tools.kube_client import (
+    KubernetesError,
+    call_kubernetes,
+    images_of,
+    read_deployment,
+    revision_of,
+)
+from tools.kubernetes import rollout_state
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+RESTART_PROPOSAL = "incident-bot/restart-proposal"
+
+
+class RestartInput(BaseModel):
+    """Arguments of `kubernetes.restart`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
+    deployment: str = Field(min_length=1, description="The deployment.", examples=["checkout"])
+
+
+class ScaleInput(BaseModel):
+    """Arguments of `kubernetes.scale`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(min_length=1, description="The namespace.", examples=["shop"])
+    deployment: str = Field(min_length=1, description="The deployment.", examples=["checkout"])
+    replicas: int = Field(
+        ge=0, le=1000, description="The absolute number of replicas wanted.", examples=[6]
+    )
+
+
+async def _read(ctx: ActionContext, namespace: str, name: str) -> Any:
+    try:
+        return await read_deployment(ctx.kubernetes, namespace, name, ctx.timeout_seconds)
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
+
+
+async def _patch(ctx: ActionContext, namespace: str, name: str, body: dict[str, Any]) -> None:
+    apps = AppsV1Api(ctx.kubernetes)
+    try:
+        # The body is computed once: a retry sends the same values, which changes nothing.
+        await call_kubernetes(
+            lambda: apps.patch_namespaced_deployment(name, namespace, body),
+            what=f"deployment {namespace}/{name}",
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
+
+
+def _pods_text(deployment: Any) -> str:
+    return (
+        f"{deployment.spec.replicas} pod(s) of revision {revision_of(deployment)} "
+        f"({', '.join(images_of(deployment.spec.template))})"
+    )
+
+
+def _restarted_for(deployment: Any) -> tuple[str | None, str | None]:
+    annotations = deployment.spec.template.metadata.annotations or {}
+    return annotations.get(RESTART_PROPOSAL), annotations.get(RESTARTED_AT)
+
+
+async def restart_dry_run(ctx: ActionContext, args: RestartInput) -> str:
+    """`deployment shop/checkout: 3 pod(s) of revision 2 (…) -> 3 new pod(s), same template`."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    key = f"{args.namespace}/{args.deployment}"
+    return (
+        f"deployment {key}: {_pods_text(deployment)} -> replaced one by one with "
+        f"{deployment.spec.replicas} new pod(s) of the same template "
+        f"(rolling restart: {RESTARTED_AT} set, keyed by the proposal)"
+    )
+
+
+async def restart_execute(ctx: ActionContext, args: RestartInput, proposal_id: str) -> str:
+    """Restart the deployment's pods, unless this proposal restarted them already."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    key = f"{args.namespace}/{args.deployment}"
+    done_for, at = _restarted_for(deployment)
+    if done_for == proposal_id:
+        return f"deployment {key}: already restarted for {proposal_id} at {at}: nothing changed"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await _patch(
+        ctx,
+        args.namespace,
+        args.deployment,
+        {
+            "metadata": {"annotations": {PROPOSAL_ANNOTATION: proposal_id}},
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {RESTARTED_AT: now, RESTART_PROPOSAL: proposal_id}}
+                }
+            },
+        },
+    )
+    return f"deployment {key}: rolling restart of {_pods_text(deployment)} at {now}"
+
+
+async def restart_observe(ctx: ActionContext, args: RestartInput) -> str:
+    """The deployment's revision, readiness, rollout state and last restart."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    done_for, at = _restarted_for(deployment)
+    restarted = f"; last restarted at {at} for {done_for}" if done_for else "; not restarted"
+    return _observed(args.namespace, args.deployment, deployment) + restarted
+
+
+async def scale_dry_run(ctx: ActionContext, args: ScaleInput) -> str:
+    """`deployment shop/checkout: 3 replicas -> 6 replicas`."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    key = f"{args.namespace}/{args.deployment}"
+    if deployment.spec.replicas == args.replicas:
+        return f"deployment {key}: already {args.replicas} replicas: nothing to change"
+    return f"deployment {key}: {deployment.spec.replicas} replicas -> {args.replicas} replicas"
+
+
+async def scale_execute(ctx: ActionContext, args: ScaleInput, proposal_id: str) -> str:
+    """Set the replica count; a deployment already at it is left alone."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    key = f"{args.namespace}/{args.deployment}"
+    before = deployment.spec.replicas
+    if before == args.replicas:
+        return f"deployment {key}: already {args.replicas} replicas: nothing changed"
+    await _patch(
+        ctx,
+        args.namespace,
+        args.deployment,
+        {
+            "metadata": {"annotations": {PROPOSAL_ANNOTATION: proposal_id}},
+            "spec": {"replicas": args.replicas},
+        },
+    )
+    return f"deployment {key}: scaled from {before} to {args.replicas} replicas"
+
+
+async def scale_observe(ctx: ActionContext, args: ScaleInput) -> str:
+    """The deployment's replicas and readiness."""
+    deployment = await _read(ctx, args.namespace, args.deployment)
+    return _observed(args.namespace, args.deployment, deployment)
+
+
+def _observed(namespace: str, name: str, deployment: Any) -> str:
+    status = deployment.status
+    return (
+        f"deployment {namespace}/{name}: revision {revision_of(deployment)}, "
+        f"{status.ready_replicas or 0}/{deployment.spec.replicas} ready, "
+        f"rollout {rollout_state(deployment)}"
+    )
+
+
+RESTART = Action(
+    name="kubernetes.restart",
+    description=(
+        "Restart a deployment's pods one by one (like `kubectl rollout restart`): same "
+        "template and images, fresh processes. For leaks, stuck connections, stale caches."
+    ),
+    input_model=RestartInput,
+    dry_run=restart_dry_run,
+    execute=restart_execute,
+    observe=restart_observe,
+)
+
+SCALE = Action(
+    name="kubernetes.scale",
+    description=(
+        "Set a deployment's replica count to an absolute number (bounded by policy). "
+        "For saturation: too few pods for the load."
+    ),
+    input_model=ScaleInput,
+    dry_run=scale_dry_run,
+    execute=scale_execute,
+    observe=scale_observe,
+)

@@ -1,0 +1,130 @@
+"""`webhook.call`: POST to a URL the operator listed, signed, once per proposal.
+
+The hook for a team's own runbook automation. The body is JSON (`run_id`, `proposal_id`,
+`webhook`, `payload`); the request carries
+
+    Idempotency-Key: <proposal id>        the receiver runs each key once
+    X-Incident-Bot-Timestamp: <unix seconds>
+    X-Incident-Bot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>
+
+The bot never retries the POST itself: a lost answer leaves the run `needs_attention`,
+and the receiver's log, keyed by the proposal id, says whether it ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tools.actions.base import Action, ActionContext, ActionError, WebhookEndpoint
+
+SIGNATURE_HEADER = "X-Incident-Bot-Signature"
+TIMESTAMP_HEADER = "X-Incident-Bot-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class WebhookInput(BaseModel):
+    """Arguments of `webhook.call`."""
+
+    model_config = ConfigDict(extra="forbid")
+    webhook: str = Field(
+        min_length=1, description="The name of a webhook the policy lists.", examples=["flush"]
+    )
+    payload: dict[str, JsonValue] = Field(
+        default_factory=dict, description="JSON the receiver gets under `payload`."
+    )
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The signature header's value for `body` sent at `timestamp`."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def signature_valid(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver checks (in constant time)."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def _endpoint(ctx: ActionContext, name: str) -> WebhookEndpoint:
+    endpoint = ctx.webhooks.get(name)
+    if endpoint is None:
+        listed = ", ".join(sorted(ctx.webhooks)) or "none"
+        raise ActionError(f"webhook {name!r} is not listed in the policy (listed: {listed})")
+    return endpoint
+
+
+async def dry_run(ctx: ActionContext, args: WebhookInput) -> str:
+    """`webhook flush: not called -> POST https://… once with {…}`."""
+    endpoint = _endpoint(ctx, args.webhook)
+    signed = "HMAC-SHA256 signed" if endpoint.secret else "NO signing secret configured"
+    return (
+        f"webhook {endpoint.name}: not called -> POST {endpoint.url} once with payload "
+        f"{json.dumps(args.payload, sort_keys=True)} ({signed}, Idempotency-Key = proposal id)"
+    )
+
+
+async def execute(ctx: ActionContext, args: WebhookInput, proposal_id: str) -> str:
+    """POST the signed payload; a non-2xx answer is a failure."""
+    endpoint = _endpoint(ctx, args.webhook)
+    if not endpoint.secret:
+        raise ActionError(
+            f"webhook {endpoint.name} has no signing secret "
+            "(INCIDENT_BOT_ACTIONS_WEBHOOK_SECRET or the webhook's secret_env)"
+        )
+    body = json.dumps(
+        {
+            "run_id": ctx.run_id,
+            "proposal_id": proposal_id,
+            "webhook": endpoint.name,
+            "payload": args.payload,
+        },
+        sort_keys=True,
+    ).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        IDEMPOTENCY_HEADER: proposal_id,
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
+    }
+    timeout = aiohttp.ClientTimeout(total=ctx.timeout_seconds)
+    try:
+        async with ctx.http.post(
+            endpoint.url, data=body, headers=headers, timeout=timeout
+        ) as response:
+            answer = (await response.text())[:200]
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ActionError(f"webhook {endpoint.name}: POST {endpoint.url} failed: {exc!r}") from exc
+    if not 200 <= response.status < 300:
+        raise ActionError(
+            f"webhook {endpoint.name}: POST {endpoint.url} answered {response.status}: {answer}"
+        )
+    return f"webhook {endpoint.name}: POST {endpoint.url} answered {response.status} {answer}"
+
+
+async def observe(ctx: ActionContext, args: WebhookInput) -> str:
+    """What can be known without the receiver: where to look."""
+    endpoint = _endpoint(ctx, args.webhook)
+    return (
+        f"webhook {endpoint.name} ({endpoint.url}) cannot be observed from here; its "
+        f"receiver's log shows whether Idempotency-Key {ctx.proposal_id} ran"
+    )
+
+
+WEBHOOK = Action(
+    name="webhook.call",
+    description=(
+        "POST a payload to one of the team's own automation webhooks listed in the policy "
+        "(signed with HMAC-SHA256, idempotency key = the proposal)."
+    ),
+    input_model=WebhookInput,
+    dry_run=dry_run,
+    execute=execute,
+    observe=observe,
+)

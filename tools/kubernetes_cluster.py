@@ -1,0 +1,178 @@
+"""Read-only Kubernetes tools about what happened and where: events and nodes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from kubernetes_asyncio.client import CoreV1Api, VersionApi
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
+from tools.kube_inputs import NAME, Namespace, optional_name
+from tools.toolset import Health, ToolContext, ToolResult, tool
+
+MAX_EVENTS = 100
+MAX_NODES = 100
+_PRESSURES = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
+
+JsonObject = dict[str, JsonValue]
+
+
+class EventsInput(BaseModel):
+    """Arguments of `kubernetes.events`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: Namespace
+    kind: (
+        Literal["Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Service"]
+        | None
+    ) = Field(default=None, description="Only events about objects of this kind.")
+    name: str | None = optional_name("Only events about the object of this name.", "checkout")
+    warnings_only: bool = Field(default=False, description="Only events of type Warning.")
+
+
+def _when(event: Any) -> datetime | None:
+    series = getattr(event, "series", None)
+    last = series.last_observed_time if series is not None else None
+    result: datetime | None = (
+        last or event.last_timestamp or event.event_time or event.first_timestamp
+    )
+    if result is None and event.metadata is not None:
+        result = event.metadata.creation_timestamp
+    return result
+
+
+def describe_event(event: Any) -> JsonObject:
+    """An event in one line's worth of fields."""
+    obj = event.involved_object
+    return {
+        "last_seen": iso(_when(event)),
+        "type": event.type,
+        "reason": event.reason,
+        "object": f"{obj.kind}/{obj.name}",
+        "message": event.message,
+        "count": event.count or 1,
+    }
+
+
+@tool("kubernetes.events", namespace="namespace", narrow="kind and name, warnings_only=true")
+async def events(ctx: ToolContext, args: EventsInput) -> ToolResult:
+    """List the Kubernetes events of a namespace, or of one object in it, newest first:
+    when, Normal or Warning, the reason (ScalingReplicaSet, BackOff, Unhealthy, OOMKilling,
+    FailedScheduling...), the object and the message. Use it to see what the cluster did
+    around the alert: rollouts, failing probes, crashes, evictions.
+    Example: namespace="shop", kind="Deployment", name="checkout".
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    fields = []
+    if args.kind:
+        fields.append(f"involvedObject.kind={args.kind}")
+    if args.name:
+        fields.append(f"involvedObject.name={args.name}")
+    if args.warnings_only:
+        fields.append("type=Warning")
+    selector = ",".join(fields)
+    core = CoreV1Api(ctx.kubernetes)
+    about = f" about {args.kind or 'object'} {args.name}" if args.name else ""
+    try:
+        listed = await call_kubernetes(
+            lambda: core.list_namespaced_event(args.namespace, field_selector=selector),
+            what=f"events in namespace {args.namespace}{about}",
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    ordered = sorted(listed.items, key=lambda e: iso(_when(e)) or "", reverse=True)
+    found: list[JsonValue] = [describe_event(e) for e in ordered[:MAX_EVENTS]]
+    if not found:
+        return ToolResult.no_data(f"no events in namespace {args.namespace}{about}")
+    note = None
+    if len(ordered) > MAX_EVENTS:
+        note = f"{len(ordered)} events; showing the newest {MAX_EVENTS}"
+    return ToolResult.ok(found, note=note)
+
+
+class NodesInput(BaseModel):
+    """Arguments of `kubernetes.nodes`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(
+        default=None, pattern=NAME, description="One node; omit for all.", examples=["node-1"]
+    )
+    problems_only: bool = Field(
+        default=False, description="Only nodes not Ready, under pressure or cordoned."
+    )
+
+
+def describe_node(node: Any) -> JsonObject:
+    """A node: readiness, pressure conditions, cordon, taints, capacity, kubelet version."""
+    conditions = {c.type: c for c in node.status.conditions or []}
+    ready = conditions.get("Ready")
+    pressures: list[JsonValue] = [
+        f"{kind}: {conditions[kind].message or conditions[kind].reason}"
+        for kind in _PRESSURES
+        if kind in conditions and conditions[kind].status == "True"
+    ]
+    allocatable = node.status.allocatable or {}
+    return {
+        "node": node.metadata.name,
+        "ready": ready is not None and ready.status == "True",
+        "ready_reason": None if ready is None or ready.status == "True" else ready.message,
+        "pressure": pressures,
+        "unschedulable": bool(node.spec.unschedulable),
+        "taints": [f"{t.key}:{t.effect}" for t in node.spec.taints or []] or None,
+        "allocatable": {"cpu": allocatable.get("cpu"), "memory": allocatable.get("memory")},
+        "kubelet": node.status.node_info.kubelet_version if node.status.node_info else None,
+    }
+
+
+def _in_trouble(node: JsonObject) -> bool:
+    return not node["ready"] or bool(node["pressure"]) or bool(node["unschedulable"])
+
+
+@tool("kubernetes.nodes", narrow="a node name, or problems_only=true")
+async def nodes(ctx: ToolContext, args: NodesInput) -> ToolResult:
+    """List the cluster's nodes with readiness, pressure conditions (MemoryPressure,
+    DiskPressure, PIDPressure, NetworkUnavailable, with the kubelet's message), whether
+    cordoned, taints, allocatable CPU and memory. Use it when pods fail on some nodes only,
+    or are evicted. Example: problems_only=true.
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    core = CoreV1Api(ctx.kubernetes)
+    selector = f"metadata.name={args.name}" if args.name else ""
+    try:
+        listed = await call_kubernetes(
+            lambda: core.list_node(field_selector=selector),
+            what=f"node {args.name}" if args.name else "nodes",
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    described = [describe_node(n) for n in listed.items]
+    if args.problems_only:
+        described = [n for n in described if _in_trouble(n)]
+    if not described:
+        return ToolResult.no_data(
+            "no node is in trouble" if args.problems_only else f"no node {args.name or ''}"
+        )
+    return ToolResult.ok(list[JsonValue](described[:MAX_NODES]))
+
+
+async def probe_kubernetes(ctx: ToolContext) -> Health:
+    """Whether a Kubernetes API is configured and answers `GET /version`."""
+    if ctx.kubernetes is None:
+        return Health(configured=False, reachable=False, detail=NOT_CONFIGURED)
+    version = VersionApi(ctx.kubernetes)
+    try:
+        info = await call_kubernetes(
+            version.get_code, what="the API version", timeout_seconds=ctx.timeout_seconds
+        )
+    except KubernetesError as exc:
+        return Health(configured=True, reachable=False, detail=str(exc))
+    host = ctx.kubernetes.configuration.host
+    return Health(
+        configured=True, reachable=True, detail=f"Kubernetes {info.git_version} at {host}"
+    )

@@ -1,0 +1,212 @@
+"""Read-only Kubernetes tools about pods: their status and their containers' logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio.client import CoreV1Api
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
+from tools.kube_inputs import Namespace, name_field, optional_name
+from tools.toolset import ToolContext, ToolResult, tool
+
+MAX_PODS = 100
+MAX_LOG_LINES = 500
+MAX_LINE_CHARS = 500
+LOG_BYTES = 512 * 1024
+PODS_NARROW = "a label_selector such as app=checkout"
+LOGS_NARROW = "fewer tail_lines, since_minutes, or `contains`"
+
+JsonObject = dict[str, JsonValue]
+
+
+class PodsInput(BaseModel):
+    """Arguments of `kubernetes.pods`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: Namespace
+    label_selector: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Only pods with these labels (Kubernetes label selector syntax).",
+        examples=["app=checkout"],
+    )
+
+
+def _state(state: Any) -> str:
+    if state is None:
+        return "unknown"
+    if state.running is not None:
+        return f"running since {iso(state.running.started_at)}"
+    if state.waiting is not None:
+        message = f": {state.waiting.message}" if state.waiting.message else ""
+        return f"waiting ({state.waiting.reason}){message}"
+    if state.terminated is not None:
+        return f"terminated ({state.terminated.reason}, exit code {state.terminated.exit_code})"
+    return "unknown"
+
+
+def _termination(last_state: Any) -> JsonObject | None:
+    terminated = last_state.terminated if last_state is not None else None
+    if terminated is None:
+        return None
+    return {
+        "reason": terminated.reason,
+        "exit_code": terminated.exit_code,
+        "finished_at": iso(terminated.finished_at),
+        "message": (terminated.message or None),
+    }
+
+
+def describe_pod(pod: Any) -> JsonObject:
+    """A pod as the model reads it: phase, readiness, restarts, each container's state."""
+    statuses = pod.status.container_statuses or []
+    containers: list[JsonValue] = [
+        {
+            "name": c.name,
+            "image": c.image,
+            "ready": bool(c.ready),
+            "restarts": c.restart_count or 0,
+            "state": _state(c.state),
+            "last_termination": _termination(c.last_state),
+        }
+        for c in statuses
+    ]
+    not_ready: list[JsonValue] = [
+        f"{c.type}: {c.reason or ''} {c.message or ''}".strip()
+        for c in pod.status.conditions or []
+        if c.status != "True" and c.type in ("Ready", "PodScheduled", "ContainersReady")
+    ]
+    owners = pod.metadata.owner_references or []
+    return {
+        "pod": pod.metadata.name,
+        "phase": pod.status.phase,
+        "ready": f"{sum(1 for c in statuses if c.ready)}/{len(pod.spec.containers)}",
+        "restarts": sum(c.restart_count or 0 for c in statuses),
+        "node": pod.spec.node_name,
+        "started": iso(pod.status.start_time),
+        "owner": f"{owners[0].kind}/{owners[0].name}" if owners else None,
+        "containers": containers,
+        "problems": not_ready or None,
+        "reason": pod.status.reason,
+    }
+
+
+def _trouble(pod: JsonObject) -> tuple[int, int]:
+    ready, _, total = str(pod["ready"]).partition("/")
+    restarts = pod["restarts"]
+    return (0 if ready == total else 1, restarts if isinstance(restarts, int) else 0)
+
+
+@tool("kubernetes.pods", namespace="namespace", narrow=PODS_NARROW)
+async def pods(ctx: ToolContext, args: PodsInput) -> ToolResult:
+    """List the pods of a namespace (optionally by label selector) with their phase,
+    readiness (ready/total containers), restart count, node, owner, and per container its
+    state (running, waiting with the reason such as CrashLoopBackOff) and the last
+    termination (reason such as OOMKilled or Error, exit code, when). Pods in trouble come
+    first. Example: namespace="shop", label_selector="app=checkout".
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    core = CoreV1Api(ctx.kubernetes)
+    selector = args.label_selector or ""
+    what = f"pods in namespace {args.namespace}" + (f" ({selector})" if selector else "")
+    try:
+        listed = await call_kubernetes(
+            lambda: core.list_namespaced_pod(args.namespace, label_selector=selector),
+            what=what,
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    described = sorted((describe_pod(p) for p in listed.items), key=_trouble, reverse=True)
+    if not described:
+        return ToolResult.no_data(f"no {what}")
+    note = None
+    if len(described) > MAX_PODS:
+        note = f"{len(described)} pods; showing the {MAX_PODS} in most trouble"
+    return ToolResult.ok(list[JsonValue](described[:MAX_PODS]), note=note)
+
+
+class PodLogsInput(BaseModel):
+    """Arguments of `kubernetes.pod_logs`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: Namespace
+    pod: str = name_field("The pod's name (see kubernetes.pods).", "checkout-7d9f8-abcde")
+    container: str | None = optional_name(
+        "The container; required when the pod has several.", "checkout"
+    )
+    tail_lines: int = Field(
+        default=100, ge=1, le=MAX_LOG_LINES, description="The last N lines (at most 500)."
+    )
+    since_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, description="Only lines of the last N minutes."
+    )
+    previous: bool = Field(
+        default=False,
+        description="The previous (crashed or restarted) container's logs instead.",
+    )
+    contains: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Keep only lines containing this text (case-sensitive).",
+        examples=["error"],
+    )
+
+
+async def _read_log(core: CoreV1Api, args: PodLogsInput) -> str:
+    """The log text, read raw: the client would parse a log that happens to be JSON."""
+    options: dict[str, Any] = {"tail_lines": args.tail_lines, "previous": args.previous}
+    if args.container:
+        options["container"] = args.container
+    if args.since_minutes:
+        options["since_seconds"] = args.since_minutes * 60
+    response: Any = await core.read_namespaced_pod_log(
+        args.pod, args.namespace, limit_bytes=LOG_BYTES, _preload_content=False, **options
+    )
+    async with response:
+        data: bytes = await response.read()
+        if not 200 <= response.status <= 299:
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = data
+            error.headers = response.headers
+            raise error
+    return data.decode(errors="replace")
+
+
+@tool("kubernetes.pod_logs", namespace="namespace", narrow=LOGS_NARROW, keep_last=True)
+async def pod_logs(ctx: ToolContext, args: PodLogsInput) -> ToolResult:
+    """Read the last lines of a container's log (at most 500, each cut to 500 characters),
+    optionally only the last N minutes, only lines containing a text, or the previous
+    container's log after a crash (`previous=true`). For logs across many pods or over
+    time, prefer logs.query. Example: namespace="shop", pod="checkout-7d9f8-abcde",
+    tail_lines=50, contains="error".
+    """
+    if ctx.kubernetes is None:
+        return ToolResult.fail(NOT_CONFIGURED)
+    core = CoreV1Api(ctx.kubernetes)
+    which = "previous logs" if args.previous else "logs"
+    try:
+        text = await call_kubernetes(
+            lambda: _read_log(core, args),
+            what=f"pod {args.namespace}/{args.pod}"
+            + (" (previous container)" if args.previous else ""),
+            timeout_seconds=ctx.timeout_seconds,
+        )
+    except KubernetesError as exc:
+        return ToolResult.fail(str(exc))
+    lines = text.splitlines()[-args.tail_lines :]
+    if args.contains is not None:
+        lines = [line for line in lines if args.contains in line]
+    if not lines:
+        found = f" containing {args.contains!r}" if args.contains else ""
+        return ToolResult.no_data(f"no log lines{found} in {which} of {args.pod}")
+    kept: list[JsonValue] = [
+        line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + "…" for line in lines
+    ]
+    return ToolResult.ok(
+        {"pod": args.pod, "container": args.container, "previous": args.previous, "lines": kept}
+    )
