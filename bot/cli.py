@@ -152,14 +152,8 @@ async def _triage(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     async with run_sandbox(args.scenario) as sandbox:
-        demo_settings = settings.model_copy(
+        demo_settings = settings.pointed_at_sandbox(sandbox.url).model_copy(
             update={
-                "prometheus_url": sandbox.url,
-                "kubernetes_url": sandbox.url,
-                "alertmanager_url": sandbox.url,
-                "loki_url": sandbox.url,
-                "kubeconfig": None,
-                "actions_kubeconfig": None,
                 "verify_interval_seconds": 1.0,
                 "anthropic_api_key": settings.anthropic_api_key if args.with_model else None,
             }

@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, cast
 
 import anthropic
-from anthropic.types import Message, MessageParam, ToolParam
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from anthropic.types import ToolParam
+from pydantic import ValidationError
 
+from bot.finishing import (
+    CONCLUDE,
+    PROPOSE,
+    ConcludeInput,
+    ProposeRemediationInput,
+    findings_of,
+)
+from bot.messages import part_from_block, to_messages, usage_of
 from bot.metrics import Metrics
 from bot.models import (
     Check,
-    Finding,
-    OpaquePart,
     Part,
     Proposal,
     Run,
@@ -48,9 +53,6 @@ You are incident-bot, the on-call engineer's investigator. An alert fired; find 
   needed or none is safe. Never claim to have changed anything yourself.
 """
 
-PROPOSE = "propose_remediation"
-CONCLUDE = "conclude"
-
 # Dollars per million tokens: input, output, cache write, cache read.
 _PRICES: dict[str, tuple[float, float, float, float]] = {
     "opus": (15.0, 75.0, 18.75, 1.50),
@@ -69,53 +71,6 @@ def cost_dollars(model: str, usage: Usage) -> float:
         + usage.cache_write_tokens * p_write
         + usage.cache_read_tokens * p_read
     ) / 1_000_000
-
-
-class FindingInput(BaseModel):
-    """One finding, with the evidence behind it."""
-
-    model_config = ConfigDict(extra="forbid")
-    summary: str = Field(description="What you established, in one sentence.")
-    evidence: str = Field(
-        default="", description="The query or object and the values that show it."
-    )
-
-
-class VerifyInput(BaseModel):
-    """How to tell, after the action, that the service recovered."""
-
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(description="A PromQL instant query for the signal that fired.")
-    op: Literal["<", "<=", ">", ">=", "==", "absent"] = Field(
-        description="Healthy when `value op threshold`; `absent`: when the query is empty."
-    )
-    threshold: float = 0.0
-
-
-class ProposeRemediationInput(BaseModel):
-    """Propose one remediation for a human to approve. Ends the investigation."""
-
-    model_config = ConfigDict(extra="forbid")
-    action: str = Field(description="The action's name, e.g. kubernetes.rollback.")
-    arguments: dict[str, JsonValue] = Field(description="The action's arguments.")
-    target: str = Field(description="What changes, e.g. 'deployment shop/checkout'.")
-    rationale: str = Field(description="Why this action, from the evidence.")
-    risk: Literal["low", "medium", "high"]
-    expected_effect: str = Field(description="What should happen to the signal, and when.")
-    summary: str = Field(description="The investigation's conclusion in two sentences.")
-    findings: list[FindingInput] = Field(default_factory=list)
-    verify: VerifyInput | None = Field(
-        default=None, description="How to check recovery; default: the alert clears."
-    )
-
-
-class ConcludeInput(BaseModel):
-    """End the investigation without an action (none needed, or none safe)."""
-
-    model_config = ConfigDict(extra="forbid")
-    summary: str = Field(description="The conclusion, for the on-call engineer.")
-    findings: list[FindingInput] = Field(default_factory=list)
-    needs_attention: bool = Field(default=False, description="True when a human should look now.")
 
 
 class ClaudeEngine:
@@ -182,13 +137,13 @@ class ClaudeEngine:
                 time.perf_counter() - started
             )
         self._metrics.model_requests.labels(self._model, "ok").inc()
-        usage = _usage(message)
+        usage = usage_of(message)
         self._count_tokens(usage)
         step = Step(
             index=len(transcript),
             role="assistant",
             author="model",
-            content=[_part(block) for block in message.content],
+            content=[part_from_block(block) for block in message.content],
             stop_reason=message.stop_reason,
             usage=usage,
         )
@@ -265,7 +220,7 @@ class ClaudeEngine:
             done = ConcludeInput.model_validate(call.input)
             return Finish(
                 summary=done.summary,
-                findings=_findings(done.findings),
+                findings=findings_of(done.findings),
                 needs_attention=done.needs_attention,
             )
         proposed = ProposeRemediationInput.model_validate(call.input)
@@ -287,7 +242,7 @@ class ClaudeEngine:
                 verify=verify,
             ),
             summary=proposed.summary,
-            findings=_findings(proposed.findings),
+            findings=findings_of(proposed.findings),
         )
 
     def _count_tokens(self, usage: Usage) -> None:
@@ -297,10 +252,6 @@ class ClaudeEngine:
         tokens.labels(self._model, "cache_read").inc(usage.cache_read_tokens)
         tokens.labels(self._model, "cache_write").inc(usage.cache_write_tokens)
         self._metrics.model_cost.labels(self._model).inc(cost_dollars(self._model, usage))
-
-
-def _findings(items: list[FindingInput]) -> tuple[Finding, ...]:
-    return tuple(Finding(summary=f.summary, evidence=f.evidence) for f in items)
 
 
 def _tool_params(tools: Sequence[Tool], actions: Sequence[Action]) -> list[ToolParam]:
@@ -334,68 +285,6 @@ def _tool_params(tools: Sequence[Tool], actions: Sequence[Action]) -> list[ToolP
     return params
 
 
-def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
-    """The transcript as Messages API messages; the newest block marks the cache point.
-
-    Empty replies and empty text blocks are left out (the API refuses them); steps of the
-    same role next to each other become one message.
-    """
-    messages: list[MessageParam] = []
-    for step in transcript:
-        blocks: list[Any] = [_block(p) for p in step.content if not _empty(p)]
-        if not blocks:
-            continue
-        if messages and messages[-1]["role"] == step.role:
-            prior = messages[-1]["content"]
-            assert isinstance(prior, list)  # noqa: S101 - we only build lists
-            prior.extend(blocks)
-        else:
-            messages.append(cast(MessageParam, {"role": step.role, "content": blocks}))
-    if messages:
-        _mark_cache_point(messages[-1]["content"])
-    return messages
-
-
-def _empty(part: Part) -> bool:
-    return isinstance(part, TextPart) and not part.text.strip()
-
-
-def _mark_cache_point(blocks: object) -> None:
-    """Put the cache point on the newest block that may carry one (not a thinking block)."""
-    if not isinstance(blocks, list):
-        return
-    for i in range(len(blocks) - 1, -1, -1):
-        block = blocks[i]
-        if isinstance(block, dict) and block.get("type") not in ("thinking", "redacted_thinking"):
-            blocks[i] = {**block, "cache_control": {"type": "ephemeral"}}
-            return
-
-
-def _block(part: Part) -> dict[str, Any]:
-    match part:
-        case TextPart():
-            return {"type": "text", "text": part.text}
-        case ToolCallPart():
-            return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input}
-        case ToolResultPart():
-            return {
-                "type": "tool_result",
-                "tool_use_id": part.tool_use_id,
-                "content": part.content,
-                "is_error": part.is_error,
-            }
-        case OpaquePart():
-            return dict(part.block)
-
-
-def _part(block: Any) -> Part:
-    if block.type == "text":
-        return TextPart(text=block.text)
-    if block.type == "tool_use":
-        return ToolCallPart(id=block.id, name=block.name, input=dict(block.input))
-    return OpaquePart(block=block.model_dump(mode="json", exclude_none=True))
-
-
 def _nudge(step: Step, calls: list[ToolCallPart], text: str) -> Step:
     """A user message that answers any pending tool calls and tells the model what to do."""
     unanswered: list[Part] = [
@@ -407,16 +296,6 @@ def _nudge(step: Step, calls: list[ToolCallPart], text: str) -> Step:
         role="user",
         author="system",
         content=[*unanswered, TextPart(text=text)],
-    )
-
-
-def _usage(message: Message) -> Usage:
-    u = message.usage
-    return Usage(
-        input_tokens=u.input_tokens,
-        output_tokens=u.output_tokens,
-        cache_read_tokens=u.cache_read_input_tokens or 0,
-        cache_write_tokens=u.cache_creation_input_tokens or 0,
     )
 
 

@@ -66,16 +66,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         if settings.sandbox:
             sandbox = await stack.enter_async_context(run_sandbox(settings.sandbox))
-            settings = settings.model_copy(
-                update={
-                    "prometheus_url": sandbox.url,
-                    "kubernetes_url": sandbox.url,
-                    "alertmanager_url": sandbox.url,
-                    "loki_url": sandbox.url,
-                    "kubeconfig": None,
-                    "actions_kubeconfig": None,
-                }
-            )
+            settings = settings.pointed_at_sandbox(sandbox.url)
             log.info("sandbox %r serving at %s", settings.sandbox, sandbox.url)
         deps = await stack.enter_async_context(open_deps(settings, metrics=app[METRICS]))
         slack = await stack.enter_async_context(open_slack(deps))

@@ -97,3 +97,17 @@ class Settings(BaseSettings):
     loki_tenant: str | None = Field(default=None, alias="LOKI_TENANT_ID")
 
     log_level: str = Field(default="INFO", alias="INCIDENT_BOT_LOG_LEVEL")
+
+    def pointed_at_sandbox(self, url: str) -> Settings:
+        """These settings with every backend (Prometheus, Kubernetes, Alertmanager, Loki)
+        served by the sandbox at `url`, and no kubeconfig."""
+        return self.model_copy(
+            update={
+                "prometheus_url": url,
+                "kubernetes_url": url,
+                "alertmanager_url": url,
+                "loki_url": url,
+                "kubeconfig": None,
+                "actions_kubeconfig": None,
+            }
+        )
