@@ -173,10 +173,6 @@ class Step(Stored):
         """The tool calls this step asks for."""
         return [p for p in self.content if isinstance(p, ToolCallPart)]
 
-    def text(self) -> str:
-        """The step's text parts, joined."""
-        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
-
 
 class Check(Stored):
     """A PromQL check: the signal is healthy when the query's value compares true."""

@@ -13,7 +13,6 @@ from tools.actions import (
     ActionContext,
     ActionError,
     RollbackInput,
-    action_by_name,
 )
 from tools.kubernetes import get_deployment, rollout_history
 from tools.prometheus import instant_value
@@ -38,8 +37,6 @@ def test_actions_are_listed_and_found_by_name() -> None:
         "alertmanager.silence",
         "webhook.call",
     ]
-    assert action_by_name("kubernetes.rollback") is ROLLBACK
-    assert action_by_name("kubernetes.delete_everything") is None
     assert ROLLBACK.input_model is RollbackInput
 
 

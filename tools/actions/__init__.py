@@ -11,11 +11,6 @@ from tools.actions.webhook import WEBHOOK, WebhookInput
 ACTIONS: tuple[Action, ...] = (ROLLBACK, RESTART, SCALE, SILENCE, WEBHOOK)
 
 
-def action_by_name(name: str) -> Action | None:
-    """The action called `name` (e.g. `kubernetes.rollback`), None if there is none."""
-    return next((a for a in ACTIONS if a.name == name), None)
-
-
 __all__ = [
     "ACTIONS",
     "RESTART",
@@ -32,5 +27,4 @@ __all__ = [
     "SilenceInput",
     "WebhookEndpoint",
     "WebhookInput",
-    "action_by_name",
 ]
