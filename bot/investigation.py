@@ -22,7 +22,7 @@ from bot.approvals import auto_decision, requirement_for
 from bot.checkpoints import Checkpointer
 from bot.llm import cost_dollars
 from bot.metrics import Metrics
-from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.models import Alert, Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart, utcnow
 from bot.scoping import offered_tools, refusal, run_scope
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
@@ -79,6 +79,11 @@ class Investigator:
                 return await self._finish(
                     run, Finish(summary="the run's deadline passed", needs_attention=True)
                 )
+            if resumed is None and run.engine == "model":
+                news = await self._alert_news(run, transcript)
+                if news is not None:
+                    run = await self._write(run, (news,))
+                    transcript.append(news)
             reply, resumed = resumed or await self._next_turn(run, transcript), None
             run = await self._write(self._account(run, reply), reply.steps)
             transcript.extend(reply.steps)
@@ -127,6 +132,25 @@ class Investigator:
             usage=reply.usage.model_dump() if reply.usage else None,
         )
         return reply
+
+    async def _alert_news(self, run: Run, transcript: Sequence[Step]) -> Step | None:
+        """A user step with the group's alerts the model has not seen yet, if any.
+
+        The run's alert log starts with the alert of the first step; every later alert
+        step carries one text part per log entry, so their count says what was shown.
+        """
+        if not transcript or transcript[-1].role != "user":
+            return None
+        shown = 1 + sum(len(s.content) for s in transcript[1:] if s.author == "alert")
+        news = await self.store.alert_log(run.id, start=shown)
+        if not news:
+            return None
+        return Step(
+            index=len(transcript),
+            role="user",
+            author="alert",
+            content=[TextPart(text=_describe_alert(a)) for a in news],
+        )
 
     def _resume(self, run: Run, transcript: Sequence[Step]) -> EngineReply | None:
         """When the last step is the engine's own (the process died after writing it),
@@ -268,3 +292,8 @@ class Investigator:
 
     async def _write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         return await self.checkpoints.write(run, steps)
+
+
+def _describe_alert(alert: Alert) -> str:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+    return f"Alert group update: {alert.title!r} is now {alert.status} ({labels})."
