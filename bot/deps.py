@@ -14,7 +14,7 @@ import aiohttp
 import anthropic
 
 from bot.checkpoints import Checkpointer, Listener
-from bot.investigation import Investigator, Limits
+from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
 from bot.metrics import Metrics
 from bot.queue import WorkQueue
@@ -24,8 +24,10 @@ from bot.runbook import Runbook, RunbookPlanner, load_runbooks
 from bot.runner import RunDriver
 from bot.settings import Settings
 from bot.slack.client import SlackClient, slack_client
+from bot.spend import DailySpend
 from bot.store import RunStore
 from bot.tool_context import build_tool_context
+from policies.budgets import model_limits
 from policies.schema import Policy, load_policy
 from tools.actions import ACTIONS, Action, ActionContext, WebhookEndpoint
 from tools.alertmanager import ALERTMANAGER
@@ -89,7 +91,10 @@ class Deps:
             model=model,
             model_name=s.model,
             planner=RunbookPlanner(self.runbooks, self.tools),
-            limits=Limits(max_steps=s.max_steps, token_budget=s.token_budget),
+            limits=model_limits(
+                self.policy.budgets, max_steps=s.max_steps, token_budget=s.token_budget
+            ),
+            spend=DailySpend(self.store.redis, prefix=s.key_prefix),
             checkpoints=checkpoints,
             policy=self.policy,
         )

@@ -24,8 +24,10 @@ from bot.llm import cost_dollars
 from bot.metrics import Metrics
 from bot.models import Alert, Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart, utcnow
 from bot.scoping import offered_tools, refusal, run_scope
+from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
+from policies.budgets import ModelLimits, Spend, over_budget
 from policies.schema import Policy
 from tools.toolset import Tool, ToolContext, ToolInputError, ToolResult, compact_json
 
@@ -45,14 +47,6 @@ class Engine(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Limits:
-    """The guards of one investigation."""
-
-    max_steps: int
-    token_budget: int
-
-
-@dataclass(frozen=True, kw_only=True)
 class Investigator:
     """Everything the loop needs, built once per process."""
 
@@ -63,7 +57,8 @@ class Investigator:
     model: Engine | None
     model_name: str
     planner: Engine
-    limits: Limits
+    limits: ModelLimits
+    spend: DailySpend
     checkpoints: Checkpointer
     policy: Policy
 
@@ -116,12 +111,14 @@ class Investigator:
     async def _next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
         if run.engine == "runbook":
             return await self.planner.next_turn(run, transcript)
-        reason = self._why_not_model(run)
+        reason = await self._why_not_model(run)
         if reason is not None:
             return EngineReply(turn=HandOver(reason=reason))
         assert self.model is not None  # noqa: S101 - _why_not_model checked it
         started = time.monotonic()
         reply = await self.model.next_turn(run, transcript)
+        if reply.usage is not None:
+            await self.spend.add(reply.usage, cost_dollars(self.model_name, reply.usage))
         await self.checkpoints.audit(
             run.id,
             "model_call",
@@ -168,14 +165,19 @@ class Investigator:
             )
         return self.model.resume(last)
 
-    def _why_not_model(self, run: Run) -> str | None:
+    async def _why_not_model(self, run: Run) -> str | None:
         if self.model is None:
             return "no ANTHROPIC_API_KEY: the runbook planner investigates"
-        if run.model_calls >= self.limits.max_steps:
-            return f"step limit reached ({self.limits.max_steps} model calls)"
-        if run.usage.total >= self.limits.token_budget:
-            return f"token budget spent ({run.usage.total} of {self.limits.token_budget})"
-        return None
+        day_tokens, day_dollars = await self.spend.today()
+        spent = Spend(
+            steps=run.model_calls,
+            tokens=run.usage.total,
+            dollars=run.cost_dollars,
+            minutes=(utcnow() - run.created_at).total_seconds() / 60,
+            day_tokens=day_tokens,
+            day_dollars=day_dollars,
+        )
+        return over_budget(self.limits, spent)
 
     def _account(self, run: Run, reply: EngineReply) -> Run:
         if reply.usage is None:
