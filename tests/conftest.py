@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from bot.store import RunStore
 from tests.servers import free_port, wait_for_port
 
 
@@ -96,6 +97,14 @@ async def redis_url(redis_server: str) -> AsyncIterator[str]:
     await client.flushall()
     await client.aclose()
     yield redis_server
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RunStore]:
+    """The run store the bot writes (default key prefix), read straight from Redis."""
+    client = redis.from_url(redis_url, decode_responses=True)
+    yield RunStore(client, prefix="incident-bot:", retention_seconds=3600)
+    await client.aclose()
 
 
 @pytest.fixture

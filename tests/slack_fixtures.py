@@ -1,6 +1,7 @@
-"""Fixtures for Slack tests: the local Slack, a policy and the sandbox.
+"""Fixtures for Slack tests: the local Slack and a policy naming approvers.
 
-A test module uses them with `pytest_plugins = ("tests.slack_fixtures",)`.
+A test module uses them with
+`pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")` (the latter: `sandbox`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 
-from bot.store import RunStore
 from tests.slack_helpers import POLICY, SRE_MEMBER
 from tests.slack_server import SlackServer
-from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "policies" / "runbooks"
 
@@ -38,18 +36,3 @@ def policy_dir(tmp_path: Path) -> Path:
     (directory / "policy.yaml").write_text(POLICY)
     shutil.copytree(RUNBOOKS, directory / "runbooks")
     return directory
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    """The bad-deploy cluster; a rollback shows at once."""
-    scenario = load_scenario("bad-deploy").model_copy(update={"recovery_seconds": 0})
-    async with run_sandbox(scenario) as running:
-        yield running
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RunStore]:
-    client = redis.from_url(redis_url, decode_responses=True)
-    yield RunStore(client, prefix="incident-bot:", retention_seconds=3600)
-    await client.aclose()

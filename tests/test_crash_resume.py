@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shutil
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 
 from bot.models import Run, RunStatus
 from bot.store import RunStore
@@ -20,13 +18,6 @@ from tools.sandbox import RunningSandbox
 pytest_plugins = ("tests.sandbox_fixtures",)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RunStore]:
-    client = redis.from_url(redis_url, decode_responses=True)
-    yield RunStore(client, prefix="incident-bot:", retention_seconds=3600)
-    await client.aclose()
 
 
 @pytest.fixture

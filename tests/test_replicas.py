@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 
 from bot.models import RunStatus
 from bot.store import RunStore
@@ -27,13 +26,6 @@ async def slow_sandbox() -> AsyncIterator[RunningSandbox]:
     scenario = load_scenario("bad-deploy").model_copy(update={"latency_seconds": 0.2})
     async with run_sandbox(scenario) as sandbox:
         yield sandbox
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RunStore]:
-    client = redis.from_url(redis_url, decode_responses=True)
-    yield RunStore(client, prefix="incident-bot:", retention_seconds=3600)
-    await client.aclose()
 
 
 @pytest.mark.slow

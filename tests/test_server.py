@@ -72,13 +72,6 @@ async def client(redis_url: str) -> AsyncIterator[Client]:
         yield test_client
 
 
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RunStore]:
-    connection = redis.from_url(redis_url, decode_responses=True)
-    yield RunStore(connection, prefix="incident-bot:", retention_seconds=3600)
-    await connection.aclose()
-
-
 async def post(
     client: Client, data: Any, *, path: str = "/webhooks/alertmanager", headers: Any = None
 ) -> tuple[int, dict[str, Any]]:

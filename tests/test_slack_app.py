@@ -20,7 +20,7 @@ from tests.slack_helpers import (
 )
 from tests.slack_server import SlackServer, app_mention, form, signed, slash_command
 
-pytest_plugins = ("tests.slack_fixtures",)
+pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")
 
 URL_VERIFICATION = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})
 

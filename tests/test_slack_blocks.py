@@ -24,7 +24,7 @@ from tests.factories import alert
 from tests.slack_helpers import APPROVER, SHOP_CHANNEL, bot_app, bot_env
 from tests.slack_server import SlackServer, validate_message
 
-pytest_plugins = ("tests.slack_fixtures",)
+pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")
 
 BIG = ("error <svc> & retry " * 2600)[:50_000]  # 50 KB, with characters to escape
 

@@ -24,7 +24,7 @@ from tests.slack_helpers import (
 from tests.slack_server import SlackServer, view_submission
 from tools.sandbox import RunningSandbox
 
-pytest_plugins = ("tests.slack_fixtures",)
+pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")
 
 
 async def test_alert_to_thread_to_approval_to_resolved_in_another_worker(

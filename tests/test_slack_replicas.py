@@ -28,7 +28,7 @@ from tests.slack_helpers import (
 from tests.slack_server import SlackServer, block_action, signed
 from tools.sandbox import RunningSandbox
 
-pytest_plugins = ("tests.slack_fixtures",)
+pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")
 
 CLICKERS = [APPROVER] * 6 + [SRE_MEMBER] * 6 + ["USRE00002"] * 4 + [OUTSIDER] * 4
 

@@ -18,7 +18,7 @@ from tests.servers import free_port
 from tests.slack_helpers import SHOP_CHANNEL, bot_env
 from tests.slack_server import APP_TOKEN, SlackServer, slash_command
 
-pytest_plugins = ("tests.slack_fixtures",)
+pytest_plugins = ("tests.slack_fixtures", "tests.sandbox_fixtures")
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as redis
 
 from bot.models import Run
 from bot.store import RunStore
@@ -68,14 +67,6 @@ def servers_installed() -> None:
         find_binary("prometheus-alertmanager", "alertmanager")
     except MissingServer as exc:
         pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[RunStore]:
-    """The run store the bot writes, read directly from Redis."""
-    client = redis.from_url(redis_url, decode_responses=True)
-    yield RunStore(client, prefix="incident-bot:", retention_seconds=3600)
-    await client.aclose()
 
 
 @dataclass(frozen=True, kw_only=True)
