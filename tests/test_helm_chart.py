@@ -1,0 +1,386 @@
+"""The deployment artefacts: the Helm chart, rendered by Helm's own engine
+(`helm-python-sdk`) and validated against the Kubernetes 1.30 schemas, and the Dockerfile."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config import load_kube_config
+
+from bot.runbook import load_runbooks
+from policies.schema import load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "incident-bot"
+RELEASE = "bot"
+NAMESPACE = "ops"
+FULLNAME = "bot-incident-bot"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "*"}
+
+# Value sets that between them turn every template and branch on.
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "everything": {
+        "secrets": {
+            "REDIS_URL": "redis://redis:6379/0",
+            "INCIDENT_BOT_WEBHOOK_TOKEN": "t0ken",
+            "ANTHROPIC_API_KEY": "sk-ant-x",
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_APP_TOKEN": "xapp-1",
+        },
+        "slack": {"socketMode": True, "channel": "C0123"},
+        "config": {"PROMETHEUS_URL": "http://prometheus:9090", "INCIDENT_BOT_WORKERS": 8},
+        "extraEnv": [{"name": "EXTRA", "value": "1"}],
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
+        "actions": {"namespaces": ["shop", "payments"]},
+        "image": {"digest": "sha256:" + "a" * 64},
+        "podAnnotations": {"a": "b"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+    },
+    "existing-secrets": {
+        "existingSecret": "bot-env",
+        "actions": {"existingKubeconfigSecret": "bot-actions-kubeconfig"},
+        "replicaCount": 1,
+    },
+    "minimal": {
+        "actions": {"enabled": False},
+        "policy": {"enabled": False},
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": "existing"},
+    },
+}
+
+
+@cache
+def _chart() -> helm_python.Chart:
+    return helm_python.Chart.load(CHART)
+
+
+def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every rendered manifest of the chart, parsed (NOTES.txt left out)."""
+    rendered = _chart().render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def notes(values: dict[str, Any] | None = None) -> str:
+    rendered = _chart().render(values or {}, name=RELEASE, namespace=NAMESPACE)
+    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"{len(found)} {kind} named {name}"
+    return found[0]
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = pod_spec(docs)["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def granted(role: dict[str, Any]) -> set[tuple[str, str]]:
+    """(resource, verb) pairs a Role/ClusterRole grants; `*` stays `*`."""
+    return {
+        (resource, verb)
+        for rule in role["rules"]
+        for resource in rule.get("resources", [])
+        for verb in rule["verbs"]
+    }
+
+
+def test_lint_finds_no_error() -> None:
+    report = helm_python.lint(CHART, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_manifest_is_valid_kubernetes_1_30(values: dict[str, Any]) -> None:
+    docs = render(values)
+    assert docs
+    for doc in docs:
+        if doc["kind"] == "ServiceMonitor":  # a CRD: no schema in kubernetes-validate
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            continue
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+        if doc["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            assert doc["metadata"].get("namespace", NAMESPACE) in {NAMESPACE, "shop", "payments"}
+
+
+def test_default_deployment_runs_two_hardened_replicas_with_probes() -> None:
+    docs = render()
+    deployment = one(docs, "Deployment", FULLNAME)
+    assert deployment["spec"]["replicas"] == 2
+    spec = pod_spec(docs)
+    main = container(docs)
+    assert main["args"] == ["serve"]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert main["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert main["securityContext"]["runAsNonRoot"] is True
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's own /tmp
+    assert "emptyDir" in volumes[mounts["/var/lib/incident-bot"]]
+    assert main["resources"]["requests"] and main["resources"]["limits"]
+    # The pod's own service account is the read-only one.
+    assert spec["serviceAccountName"] == FULLNAME
+    # The kubelet waits longer than the bot's own shutdown grace.
+    env = one(docs, "ConfigMap", FULLNAME)["data"]
+    assert spec["terminationGracePeriodSeconds"] == 30
+    assert spec["terminationGracePeriodSeconds"] > float(env["INCIDENT_BOT_SHUTDOWN_GRACE"])
+    assert env["INCIDENT_BOT_DATA_DIR"] == "/var/lib/incident-bot"
+    assert main["envFrom"] == [
+        {"configMapRef": {"name": FULLNAME}},
+        {"secretRef": {"name": FULLNAME}},
+    ]
+    service = one(docs, "Service", FULLNAME)
+    assert service["spec"]["ports"][0]["port"] == 8080
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_grace_period_not_above_shutdown_grace_is_refused() -> None:
+    with pytest.raises(helm_python.HelmError, match="terminationGracePeriodSeconds"):
+        render({"shutdownGrace": 30, "terminationGracePeriodSeconds": 30})
+
+
+def test_read_only_role_never_grants_secrets_or_a_write_verb() -> None:
+    docs = render()
+    role = one(docs, "ClusterRole", f"{FULLNAME}-read")
+    grants = granted(role)
+    assert {resource for resource, _ in grants} == {
+        "pods",
+        "pods/log",
+        "events",
+        "deployments",
+        "replicasets",
+        "nodes",
+    }
+    assert {verb for _, verb in grants} == {"get", "list", "watch"}
+    assert not any(resource in {"secrets", "*"} for resource, _ in grants)
+    binding = one(docs, "ClusterRoleBinding", f"{FULLNAME}-read")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+
+
+def test_actions_role_patches_deployments_and_reads_no_secret() -> None:
+    docs = render()
+    role = one(docs, "ClusterRole", f"{FULLNAME}-actions")
+    grants = granted(role)
+    assert ("deployments", "patch") in grants
+    assert ("deployments/scale", "patch") in grants
+    assert ("replicasets", "list") in grants
+    assert not any(resource in {"secrets", "*"} for resource, _ in grants)
+    assert {verb for _, verb in grants} & WRITE_VERBS == {"patch"}
+    binding = one(docs, "ClusterRoleBinding", f"{FULLNAME}-actions")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == f"{FULLNAME}-actions"
+    # The investigation's account is bound to the read role only.
+    bound_to_pod = [
+        b["roleRef"]["name"]
+        for b in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding")
+        if any(s["name"] == FULLNAME for s in b["subjects"])
+    ]
+    assert bound_to_pod == [f"{FULLNAME}-read"]
+
+
+def test_actions_namespaces_bind_the_role_in_those_namespaces_only() -> None:
+    docs = render({"actions": {"namespaces": ["shop", "payments"]}})
+    bindings = find(docs, "RoleBinding", f"{FULLNAME}-actions")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["payments", "shop"]
+    assert find(docs, "ClusterRoleBinding", f"{FULLNAME}-actions") == []
+
+
+async def test_actions_credentials_are_a_token_secret_and_a_kubeconfig(tmp_path: Path) -> None:
+    docs = render()
+    account = one(docs, "ServiceAccount", f"{FULLNAME}-actions")
+    assert account["automountServiceAccountToken"] is False
+    token = one(docs, "Secret", f"{FULLNAME}-actions-token")
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {
+        "kubernetes.io/service-account.name": f"{FULLNAME}-actions"
+    }
+    env = one(docs, "ConfigMap", FULLNAME)["data"]
+    spec = pod_spec(docs)
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    kubeconfig_dir = mounts["actions-kubeconfig"]
+    assert env["INCIDENT_BOT_ACTIONS_KUBECONFIG"] == f"{kubeconfig_dir}/kubeconfig"
+    assert volumes["actions-kubeconfig"]["configMap"]["name"] == f"{FULLNAME}-actions-kubeconfig"
+    assert volumes["actions-token"]["secret"]["secretName"] == f"{FULLNAME}-actions-token"
+    token_dir = mounts["actions-token"]
+
+    # The kubeconfig loads with the client the bot uses: the token and CA files, as the
+    # cluster fills them in, become its credentials.
+    text = one(docs, "ConfigMap", f"{FULLNAME}-actions-kubeconfig")["data"]["kubeconfig"]
+    (tmp_path / "token").write_text("actions-token-value")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    local = tmp_path / "kubeconfig"
+    local.write_text(text.replace(token_dir, str(tmp_path)))
+    configuration = Configuration()
+    await load_kube_config(config_file=str(local), client_configuration=configuration)
+    assert configuration.host == "https://kubernetes.default.svc"
+    assert configuration.api_key["BearerToken"] == "Bearer actions-token-value"
+    assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
+
+
+def test_existing_kubeconfig_secret_replaces_the_chart_made_actions_credentials() -> None:
+    docs = render({"actions": {"existingKubeconfigSecret": "mine"}})
+    assert find(docs, "ServiceAccount", f"{FULLNAME}-actions") == []
+    assert find(docs, "ClusterRole", f"{FULLNAME}-actions") == []
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    assert volumes["actions-kubeconfig"]["secret"]["secretName"] == "mine"
+    assert "actions-token" not in volumes
+
+
+def test_chart_secret_holds_only_the_keys_that_are_set() -> None:
+    docs = render({"secrets": {"REDIS_URL": "redis://r:6379/0", "SLACK_BOT_TOKEN": "xoxb-1"}})
+    secret = one(docs, "Secret", FULLNAME)
+    assert sorted(secret["data"]) == ["REDIS_URL", "SLACK_BOT_TOKEN"]
+    assert "REDIS_URL is not set" not in notes({"secrets": {"REDIS_URL": "redis://r"}})
+    assert "REDIS_URL is not set" in notes()
+
+
+def test_existing_secret_replaces_the_chart_secret() -> None:
+    docs = render({"existingSecret": "bot-env", "secrets": {"REDIS_URL": "redis://ignored"}})
+    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [f"{FULLNAME}-actions-token"]
+    assert {"secretRef": {"name": "bot-env"}} in container(docs)["envFrom"]
+
+
+def test_policy_configmap_is_a_valid_policy_directory(tmp_path: Path) -> None:
+    docs = render()
+    data = one(docs, "ConfigMap", f"{FULLNAME}-policy")["data"]
+    volume = next(v for v in pod_spec(docs)["volumes"] if v["name"] == "policy")
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "policy")
+    env = one(docs, "ConfigMap", FULLNAME)["data"]
+    assert mount["mountPath"] == env["INCIDENT_BOT_POLICY_DIR"] == "/etc/incident-bot/policies"
+    # Lay the directory out as the kubelet does, then load it as the bot does.
+    for item in volume["configMap"]["items"]:
+        path = tmp_path / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data[item["key"]])
+    # Same content as the shipped policy (rules remember their file, hence the dumps).
+    assert load_policy(tmp_path).model_dump() == load_policy(None).model_dump()
+    assert load_runbooks(tmp_path / "runbooks") == load_runbooks(None)
+
+
+def test_chart_defaults_are_the_shipped_policy_files() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    policy_dir = ROOT / "policies"
+    assert values["policy"]["files"] == {"default.yaml": (policy_dir / "default.yaml").read_text()}
+    assert values["policy"]["runbooks"] == {
+        p.name: p.read_text() for p in sorted((policy_dir / "runbooks").glob("*.yaml"))
+    }
+
+
+def test_service_monitor_only_when_enabled() -> None:
+    assert find(render(), "ServiceMonitor") == []
+    docs = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "p"}}}})
+    monitor = one(docs, "ServiceMonitor", FULLNAME)
+    assert monitor["metadata"]["labels"]["release"] == "p"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    service = one(docs, "Service", FULLNAME)
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_pod_disruption_budget_only_with_more_than_one_replica() -> None:
+    pdb = one(render(), "PodDisruptionBudget", FULLNAME)
+    assert pdb["spec"]["minAvailable"] == 1
+    assert find(render({"replicaCount": 1}), "PodDisruptionBudget") == []
+
+
+# -- Dockerfile ---------------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's stages, each a list of (INSTRUCTION, arguments), continuations joined."""
+    text = (ROOT / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, arguments = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction.upper(), arguments.strip()))
+    return stages
+
+
+def last(stage: list[tuple[str, str]], instruction: str) -> str:
+    values = [args for inst, args in stage if inst == instruction]
+    assert values, f"no {instruction} in the stage"
+    return values[-1]
+
+
+def test_dockerfile_runtime_stage_runs_incident_bot_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    builder, runtime = dockerfile_stages()
+    assert last(builder, "FROM").endswith("AS builder")
+    assert re.search(r"pip install \.(\s|$)", last(builder, "RUN"))
+    assert "-e" not in last(builder, "RUN").split()
+    user = last(runtime, "USER").split(":")[0]
+    assert user not in {"root", "0"}
+    assert int(user) == 10001
+    assert json.loads(last(runtime, "ENTRYPOINT")) == ["incident-bot"]
+    assert json.loads(last(runtime, "CMD")) == ["serve"]
+    assert last(runtime, "EXPOSE") == "8080"
+    healthcheck = last(runtime, "HEALTHCHECK")
+    assert "urllib" in healthcheck and "/healthz" in healthcheck and "curl" not in healthcheck
+    env = " ".join(args for inst, args in runtime if inst == "ENV")
+    assert "PYTHONUNBUFFERED=1" in env
+    assert "INCIDENT_BOT_DATA_DIR=/var/lib/incident-bot" in env
+    assert "--from=builder /opt/venv /opt/venv" in last(runtime, "COPY")
+
+
+def test_dockerfile_copies_every_package_and_ignores_local_state() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    builder = dockerfile_stages()[0]
+    copied = {args.split()[0] for inst, args in builder if inst == "COPY"}
+    assert packages <= copied
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".git", ".incident-bot", "tests"} <= ignored
