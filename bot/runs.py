@@ -98,6 +98,8 @@ async def follow(
     """
     asked = busy = False
     while True:
+        # Counted before the drive: a decision recorded after this is worth a new drive.
+        seen = await deps.store.decision_count(run_id)
         try:
             run = await driver.drive(run_id)
         except LeaseHeld as exc:
@@ -113,15 +115,15 @@ async def follow(
                 asked = True
                 if not await on_wait(run):
                     return run
-            await _wait_for_decision(deps, run)
+            await _wait_for_decision(deps, run, seen)
 
 
-async def _wait_for_decision(deps: Deps, run: Run) -> None:
-    """Return when the proposal has a decision, the run moved on, or approval timed out."""
+async def _wait_for_decision(deps: Deps, run: Run, seen: int) -> None:
+    """Return when the run has more than `seen` decisions, moved on, or approval timed out."""
     assert run.proposal is not None  # noqa: S101 - awaiting approval has a proposal
     expires = run.proposal.proposed_at + timedelta(seconds=deps.approval_timeout_seconds)
     while utcnow() < expires:
-        if await deps.store.decisions(run.id, run.proposal.id):
+        if await deps.store.decision_count(run.id) > seen:
             return
         if (await deps.store.load(run.id)).status is not RunStatus.AWAITING_APPROVAL:
             return

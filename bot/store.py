@@ -335,6 +335,10 @@ class RunStore:
             )
         return bool(recorded)
 
+    async def decision_count(self, run_id: str) -> int:
+        """How many decisions the run has, on any of its proposals."""
+        return await self.redis.llen(self._decisions_key(run_id))
+
     async def decisions(self, run_id: str, proposal_id: str) -> list[Decision]:
         """The decisions recorded on one proposal, in order."""
         raw = await self.redis.lrange(self._decisions_key(run_id), 0, -1)
