@@ -271,11 +271,6 @@ def index_tools(toolsets: tuple[Toolset, ...]) -> dict[str, Tool]:
     return {t.api_name: t for toolset in toolsets for t in toolset.tools}
 
 
-def toolset_names(toolsets: tuple[Toolset, ...]) -> dict[str, str]:
-    """The toolset of every tool, by the tool's API name."""
-    return {t.api_name: toolset.name for toolset in toolsets for t in toolset.tools}
-
-
 def compact_json(value: Any) -> str:
     """JSON without spaces, for tool arguments in logs and transcripts."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
