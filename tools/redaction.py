@@ -1,0 +1,191 @@
+"""The one redactor for untrusted text: each secret becomes `[REDACTED:<kind>]`.
+
+Applied wherever text the bot did not write enters it: tool results and tool errors, alert
+labels and annotations, Slack thread text given to the model, the model's own text.
+
+What counts as a secret is in `tools.secret_patterns` (detect-secrets' format plugins plus
+our own patterns; the detector types are in `tools.secret_detectors`). Overlapping hits
+merge into one replacement whose kind is the most specific one (a GitHub token inside
+`password=...` counts as `github_token`), and a value found once is replaced wherever else
+it occurs in the same text. `counts` says how many of each kind were replaced; the values
+themselves are never kept.
+
+Redaction is idempotent, and a replacement never splits a backslash escape, so redacting
+the text of a JSON document leaves it valid JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from pydantic import JsonValue
+
+from tools.secret_detectors import Hit, fold
+from tools.secret_patterns import catalog, field_kind
+
+_PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]{1,40}\]")
+_MIN_RECURRING = 8  # shorter values could be ordinary words elsewhere in the text
+_MAX_RECURRING = 64  # distinct values searched for again: each search reads the whole text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Redaction:
+    """Redacted text, and how many secrets of each kind were replaced."""
+
+    text: str
+    counts: Mapping[str, int]  # kind -> number replaced; empty when nothing found
+
+
+def redact(text: str) -> Redaction:
+    """Replace every secret in `text` with `[REDACTED:<kind>]`."""
+    hits = _hits(text)
+    if not hits:
+        return Redaction(text=text, counts={})
+    parts: list[str] = []
+    counts: Counter[str] = Counter()
+    pos = 0
+    for start, end, kind in _merge(hits):
+        parts += (text[pos:start], f"[REDACTED:{kind}]")
+        counts[kind] += 1
+        pos = end
+    parts.append(text[pos:])
+    return Redaction(text="".join(parts), counts=dict(counts))
+
+
+def redact_text(text: str) -> str:
+    """`redact(text).text`."""
+    return redact(text).text
+
+
+def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
+    """Redact every string in a JSON-like value, dict keys included.
+
+    A string under a secret-sounding name (`"password": ...`, or the `value` of a
+    `{"name": "DB_PASSWORD", "value": ...}` entry) is replaced whole even when nothing in it
+    looks like a secret on its own. Returns a new value (the input is not changed) and the
+    counts by kind.
+    """
+    counts: Counter[str] = Counter()
+
+    def text(item: str, name: str | None = None) -> str:
+        redaction = redact(item)
+        if redaction.counts:
+            counts.update(redaction.counts)
+            return redaction.text
+        kind = field_kind(name, item) if name is not None else None
+        if kind is None:
+            return item
+        counts[kind] += 1
+        return f"[REDACTED:{kind}]"
+
+    def walk(item: JsonValue, name: str | None = None) -> JsonValue:
+        if isinstance(item, str):
+            return text(item, name)
+        if isinstance(item, list):
+            return [walk(element) for element in item]
+        if isinstance(item, dict):
+            return {
+                text(key): walk(element, _field_name(item, key)) for key, element in item.items()
+            }
+        return item
+
+    return walk(value), dict(counts)
+
+
+def _field_name(item: Mapping[str, JsonValue], key: str) -> str:
+    """The name a field's value goes by: its key, or for the `value` of a `name`/`value`
+    entry (Kubernetes env, tags), the entry's name."""
+    if key == "value":
+        for sibling in ("name", "key"):
+            if isinstance(named := item.get(sibling), str):
+                return named
+    return key
+
+
+def merge_counts(*counts: Mapping[str, int]) -> dict[str, int]:
+    """Sum several `counts` mappings by kind."""
+    total: Counter[str] = Counter()
+    for each in counts:
+        total.update(each)
+    return dict(total)
+
+
+def _hits(text: str) -> list[Hit]:
+    folded = fold(text)
+    protected = _placeholders(text) if "[redacted:" in folded else []
+
+    def kept(found: Iterator[Hit]) -> list[Hit]:
+        hits = (_whole_escapes(text, hit) for hit in found)
+        return [h for h in hits if h.start < h.end and not _overlaps(h, protected)]
+
+    hits = [hit for d in catalog().wanted(text, folded) for hit in kept(d.find(text, folded))]
+    return hits + kept(_recurrences(text, hits)) if hits else hits
+
+
+def _recurrences(text: str, hits: list[Hit]) -> Iterator[Hit]:
+    """Every other occurrence of a value found once: a password quoted in a log line
+    and repeated in a probe command is the same secret."""
+    seen: set[str] = set()
+    for hit in hits:
+        value = text[hit.start : hit.end]
+        if len(value) < _MIN_RECURRING or value in seen:
+            continue
+        if len(seen) == _MAX_RECURRING:
+            return
+        seen.add(value)
+        start = text.find(value)
+        while start != -1:
+            if start != hit.start:
+                yield Hit(start, start + len(value), hit.kind, hit.rank)
+            start = text.find(value, start + len(value))
+
+
+def _merge(hits: list[Hit]) -> list[tuple[int, int, str]]:
+    """Union overlapping hits; each union takes the kind of its highest-ranked hit."""
+    hits.sort(key=lambda h: (h.start, -h.end))
+    merged: list[tuple[int, int, str]] = []
+    start, end, best = hits[0].start, hits[0].end, hits[0]
+    for hit in hits[1:]:
+        if hit.start < end:
+            end = max(end, hit.end)
+            if (hit.rank, hit.end - hit.start) > (best.rank, best.end - best.start):
+                best = hit
+        else:
+            merged.append((start, end, best.kind))
+            start, end, best = hit.start, hit.end, hit
+    merged.append((start, end, best.kind))
+    return merged
+
+
+def _placeholders(text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in _PLACEHOLDER.finditer(text)]
+
+
+def _overlaps(hit: Hit, protected: list[tuple[int, int]]) -> bool:
+    """Whether `hit` touches an earlier replacement (which keeps redaction idempotent)."""
+    index = bisect_right(protected, (hit.end,))
+    return index > 0 and protected[index - 1][1] > hit.start
+
+
+def _whole_escapes(text: str, hit: Hit) -> Hit:
+    """Shrink `hit` so it neither starts on a backslash-escaped character nor ends on the
+    backslash of an escape: inside a JSON string the replacement must not break one."""
+    start, end = hit.start, hit.end
+    if _escaped(text, start):
+        start += 1
+    if end < len(text) and _escaped(text, end):
+        end -= 1
+    if (start, end) == (hit.start, hit.end):
+        return hit
+    return Hit(start, end, hit.kind, hit.rank)
+
+
+def _escaped(text: str, index: int) -> bool:
+    run = 0
+    while index - run > 0 and text[index - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
