@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import certifi
 import helm_python
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import load_kube_config
+from kubernetes_asyncio.config import incluster_config
 
 from bot.runbook import load_runbooks
 from policies.schema import load_policy
+from tools.kube_client import kubernetes_client
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "incident-bot"
@@ -26,6 +28,10 @@ RELEASE = "bot"
 NAMESPACE = "ops"
 FULLNAME = "bot-incident-bot"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "*"}
+ACTIONS_SA = f"{FULLNAME}-actions"
+READ_TOKEN = f"{FULLNAME}-read-token"
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+ACTIONS_IN_SHOP_AND_PAYMENTS: dict[str, Any] = {"actions": {"namespaces": ["shop", "payments"]}}
 
 # Value sets that between them turn every template and branch on.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -43,7 +49,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "config": {"PROMETHEUS_URL": "http://prometheus:9090", "INCIDENT_BOT_WORKERS": 8},
         "extraEnv": [{"name": "EXTRA", "value": "1"}],
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
-        "actions": {"namespaces": ["shop", "payments"]},
+        "actions": {
+            "namespaces": ["shop", "payments"],
+            "token": {"expirationSeconds": 7200, "audience": "https://kubernetes.default.svc"},
+        },
         "image": {"digest": "sha256:" + "a" * 64},
         "podAnnotations": {"a": "b"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -70,7 +79,7 @@ def _chart() -> helm_python.Chart:
 def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every rendered manifest of the chart, parsed (NOTES.txt left out)."""
     rendered = _chart().render(values or {}, name=RELEASE, namespace=NAMESPACE)
-    docs = []
+    docs: list[dict[str, Any]] = []
     for path, text in sorted(rendered.items()):
         if path.endswith("NOTES.txt"):
             continue
@@ -117,8 +126,38 @@ def granted(role: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_lint_finds_no_error() -> None:
-    report = helm_python.lint(CHART, namespace=NAMESPACE, kube_version="v1.30.0")
+def bindings_of(docs: list[dict[str, Any]], account: str) -> list[dict[str, Any]]:
+    """Every RoleBinding and ClusterRoleBinding with the service account `account` as subject."""
+    return [
+        b
+        for b in find(docs, "RoleBinding") + find(docs, "ClusterRoleBinding")
+        if any(
+            s["kind"] == "ServiceAccount" and s["name"] == account and s["namespace"] == NAMESPACE
+            for s in b["subjects"]
+        )
+    ]
+
+
+def role_of(docs: list[dict[str, Any]], binding: dict[str, Any]) -> dict[str, Any]:
+    """The rendered Role or ClusterRole a binding refers to (a Role in the binding's namespace)."""
+    ref = binding["roleRef"]
+    assert ref["apiGroup"] == "rbac.authorization.k8s.io"
+    found = [
+        r
+        for r in find(docs, ref["kind"], ref["name"])
+        if ref["kind"] == "ClusterRole"
+        or r["metadata"]["namespace"] == binding["metadata"]["namespace"]
+    ]
+    assert len(found) == 1, f"{binding['metadata']} refers to {len(found)} rendered roles"
+    return found[0]
+
+
+LINTED = {**VALUE_SETS, "namespaces": ACTIONS_IN_SHOP_AND_PAYMENTS}
+
+
+@pytest.mark.parametrize("values", LINTED.values(), ids=LINTED.keys())
+def test_lint_finds_no_error(values: dict[str, Any]) -> None:
+    report = helm_python.lint(CHART, values, namespace=NAMESPACE, kube_version="v1.30.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
@@ -157,8 +196,10 @@ def test_default_deployment_runs_two_hardened_replicas_with_probes() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's own /tmp
     assert "emptyDir" in volumes[mounts["/var/lib/incident-bot"]]
     assert main["resources"]["requests"] and main["resources"]["limits"]
-    # The pod's own service account is the read-only one.
-    assert spec["serviceAccountName"] == FULLNAME
+    # The pod runs as the actions' account (its projected token is theirs), nothing mounted
+    # automatically; the read-only account's token is mounted from its Secret.
+    assert spec["serviceAccountName"] == ACTIONS_SA
+    assert spec["automountServiceAccountToken"] is False
     # The kubelet waits longer than the bot's own shutdown grace.
     env = one(docs, "ConfigMap", FULLNAME)["data"]
     assert spec["terminationGracePeriodSeconds"] == 30
@@ -199,74 +240,249 @@ def test_read_only_role_never_grants_secrets_or_a_write_verb() -> None:
     ]
 
 
-def test_actions_role_patches_deployments_and_reads_no_secret() -> None:
-    docs = render()
-    role = one(docs, "ClusterRole", f"{FULLNAME}-actions")
-    grants = granted(role)
-    assert ("deployments", "patch") in grants
-    assert ("deployments/scale", "patch") in grants
-    assert ("replicasets", "list") in grants
-    assert not any(resource in {"secrets", "*"} for resource, _ in grants)
-    assert {verb for _, verb in grants} & WRITE_VERBS == {"patch"}
-    binding = one(docs, "ClusterRoleBinding", f"{FULLNAME}-actions")
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"][0]["name"] == f"{FULLNAME}-actions"
+def test_actions_role_gets_and_patches_deployments_and_reads_no_secret() -> None:
+    docs = render(ACTIONS_IN_SHOP_AND_PAYMENTS)
+    for namespace in ("shop", "payments"):
+        (role,) = [
+            r for r in find(docs, "Role", ACTIONS_SA) if r["metadata"]["namespace"] == namespace
+        ]
+        # Exactly what rollback, restart and scale call: read_namespaced_deployment,
+        # patch_namespaced_deployment (scale patches spec.replicas), list_namespaced_replica_set.
+        assert granted(role) == {
+            ("deployments", "get"),
+            ("deployments", "patch"),
+            ("replicasets", "list"),
+        }
+        assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {"apps"}
+        assert not any(
+            "resourceNames" in rule or "nonResourceURLs" in rule for rule in role["rules"]
+        )
     # The investigation's account is bound to the read role only.
-    bound_to_pod = [
-        b["roleRef"]["name"]
-        for b in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding")
-        if any(s["name"] == FULLNAME for s in b["subjects"])
-    ]
-    assert bound_to_pod == [f"{FULLNAME}-read"]
+    assert [b["roleRef"]["name"] for b in bindings_of(docs, FULLNAME)] == [f"{FULLNAME}-read"]
 
 
 def test_actions_namespaces_bind_the_role_in_those_namespaces_only() -> None:
-    docs = render({"actions": {"namespaces": ["shop", "payments"]}})
-    bindings = find(docs, "RoleBinding", f"{FULLNAME}-actions")
+    docs = render(ACTIONS_IN_SHOP_AND_PAYMENTS)
+    bindings = bindings_of(docs, ACTIONS_SA)
+    assert len(bindings) == 2
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["payments", "shop"]
-    assert find(docs, "ClusterRoleBinding", f"{FULLNAME}-actions") == []
+    for binding in bindings:
+        assert binding["kind"] == "RoleBinding"
+        assert binding["metadata"]["name"] == ACTIONS_SA
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": ACTIONS_SA,
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": ACTIONS_SA, "namespace": NAMESPACE}
+        ]
+        role = role_of(docs, binding)
+        assert role["kind"] == "Role"
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"]
+    # The write role exists only there, and nothing cluster-wide mentions the actions.
+    assert sorted(r["metadata"]["namespace"] for r in find(docs, "Role")) == ["payments", "shop"]
+    assert find(docs, "ClusterRole", ACTIONS_SA) == []
+    assert find(docs, "ClusterRoleBinding", ACTIONS_SA) == []
 
 
-async def test_actions_credentials_are_a_token_secret_and_a_kubeconfig(tmp_path: Path) -> None:
-    docs = render()
-    account = one(docs, "ServiceAccount", f"{FULLNAME}-actions")
-    assert account["automountServiceAccountToken"] is False
-    token = one(docs, "Secret", f"{FULLNAME}-actions-token")
-    assert token["type"] == "kubernetes.io/service-account-token"
-    assert token["metadata"]["annotations"] == {
-        "kubernetes.io/service-account.name": f"{FULLNAME}-actions"
+def test_actions_namespaces_are_deduplicated_and_checked() -> None:
+    docs = render({"actions": {"namespaces": ["shop", "shop", "payments"]}})
+    assert sorted(b["metadata"]["namespace"] for b in bindings_of(docs, ACTIONS_SA)) == [
+        "payments",
+        "shop",
+    ]
+    with pytest.raises(helm_python.HelmError, match="must be a list"):
+        render({"actions": {"namespaces": "shop"}})
+    with pytest.raises(helm_python.HelmError, match="Shop is not a namespace name"):
+        render({"actions": {"namespaces": ["Shop"]}})
+
+
+def test_no_actions_namespaces_means_no_write_access_at_all() -> None:
+    docs = render({"actions": {"namespaces": []}})
+    assert docs == render()  # the default
+    assert bindings_of(docs, ACTIONS_SA) == []
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    assert find(docs, "ClusterRole", ACTIONS_SA) == []
+    for role in find(docs, "ClusterRole"):
+        assert {verb for _, verb in granted(role)} & WRITE_VERBS == set()
+    assert "bound nowhere" in notes()
+    assert "shop, payments" in notes(ACTIONS_IN_SHOP_AND_PAYMENTS)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_no_write_verb_is_granted_cluster_wide(values: dict[str, Any]) -> None:
+    docs = render(values)
+    for binding in find(docs, "ClusterRoleBinding"):
+        role = role_of(docs, binding)
+        assert {verb for _, verb in granted(role)} & WRITE_VERBS == set(), binding["metadata"]
+    for role in find(docs, "ClusterRole"):  # not even one waiting to be bound
+        assert {verb for _, verb in granted(role)} & WRITE_VERBS == set(), role["metadata"]
+    # Write verbs exist only in the actions' Roles, bound only to the actions' account.
+    for binding in find(docs, "RoleBinding"):
+        if {verb for _, verb in granted(role_of(docs, binding))} & WRITE_VERBS:
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": ACTIONS_SA, "namespace": NAMESPACE}
+            ]
+
+
+def service_account_token_secrets(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Secret name -> the service account whose long-lived token it holds."""
+    return {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+        for d in find(docs, "Secret")
+        if d.get("type") == SA_TOKEN_TYPE
     }
-    env = one(docs, "ConfigMap", FULLNAME)["data"]
+
+
+def test_actions_token_is_projected_and_expires() -> None:
+    docs = render()
     spec = pod_spec(docs)
-    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert spec["serviceAccountName"] == ACTIONS_SA
+    assert spec["automountServiceAccountToken"] is False
+    assert one(docs, "ServiceAccount", ACTIONS_SA)["automountServiceAccountToken"] is False
     volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    assert mounts["actions-token"]["readOnly"] is True
+    assert mounts["actions-token"]["mountPath"] == "/var/run/secrets/incident-bot/actions"
+    token, ca, namespace = volumes["actions-token"]["projected"]["sources"]
+    # A token of the pod's own account - the actions' - that the kubelet renews; the API
+    # server's own audience unless one is set.
+    assert token == {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}
+    assert ca == {
+        "configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    }
+    assert namespace == {
+        "downwardAPI": {
+            "items": [
+                {
+                    "path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                }
+            ]
+        }
+    }
+    docs = render({"actions": {"token": {"expirationSeconds": 900, "audience": "bot-api"}}})
+    (token, *_) = {v["name"]: v for v in pod_spec(docs)["volumes"]}["actions-token"]["projected"][
+        "sources"
+    ]
+    assert token == {
+        "serviceAccountToken": {"path": "token", "expirationSeconds": 900, "audience": "bot-api"}
+    }
+
+
+@pytest.mark.parametrize("seconds", [599, 0, -1, 1000.5, "3600", None])
+def test_actions_token_lifetime_is_checked(seconds: Any) -> None:
+    with pytest.raises(helm_python.HelmError, match="at least 600"):
+        render({"actions": {"token": {"expirationSeconds": seconds}}})
+
+
+def test_actions_and_read_accounts_must_differ() -> None:
+    with pytest.raises(helm_python.HelmError, match="must differ"):
+        render({"actions": {"serviceAccount": {"name": FULLNAME}}})
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_no_long_lived_token_for_the_actions(values: dict[str, Any]) -> None:
+    docs = render(values)
+    assert ACTIONS_SA not in service_account_token_secrets(docs).values()
+    assert find(docs, "Secret", f"{FULLNAME}-actions-token") == []
+    # The only mounted Secrets are the read-only token and the operator's own kubeconfig.
+    secrets = {v["secret"]["secretName"] for v in pod_spec(docs)["volumes"] if "secret" in v}
+    assert secrets <= {READ_TOKEN, "bot-actions-kubeconfig"}
+
+
+def test_read_only_token_is_a_secret_at_the_in_cluster_path() -> None:
+    docs = render(ACTIONS_IN_SHOP_AND_PAYMENTS)
+    # One long-lived token, the read-only account's.
+    assert service_account_token_secrets(docs) == {READ_TOKEN: FULLNAME}
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    assert mounts["read-token"]["readOnly"] is True
+    directory = mounts["read-token"]["mountPath"]
+    assert directory == "/var/run/secrets/kubernetes.io/serviceaccount"
+    secret = volumes["read-token"]["secret"]
+    assert secret["secretName"] == READ_TOKEN
+    paths = {item["key"]: f"{directory}/{item['path']}" for item in secret["items"]}
+    # Where the tools' in-cluster config (KUBECONFIG is unset) reads the token and CA.
+    assert paths["token"] == incluster_config.SERVICE_TOKEN_FILENAME
+    assert paths["ca.crt"] == incluster_config.SERVICE_CERT_FILENAME
+    assert paths["namespace"] == f"{directory}/namespace"
+    env = one(docs, "ConfigMap", FULLNAME)["data"]
+    assert "KUBECONFIG" not in env and "KUBERNETES_URL" not in env
+    # Nothing else is mounted there, and the actions' token is mounted elsewhere.
+    at_in_cluster_path = [m for m in mounts.values() if m["mountPath"].startswith(directory)]
+    assert at_in_cluster_path == [mounts["read-token"]]
+    # The read-only account keeps its ClusterRole and its binding, and only it is bound so.
+    binding = one(docs, "ClusterRoleBinding", f"{FULLNAME}-read")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+    assert [b["metadata"]["name"] for b in bindings_of(docs, FULLNAME)] == [f"{FULLNAME}-read"]
+    assert [b["kind"] for b in bindings_of(docs, ACTIONS_SA)] == ["RoleBinding", "RoleBinding"]
+
+
+async def test_actions_kubeconfig_reads_the_projected_token_as_the_kubelet_renews_it(
+    tmp_path: Path,
+) -> None:
+    docs = render()
+    env = one(docs, "ConfigMap", FULLNAME)["data"]
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
     kubeconfig_dir = mounts["actions-kubeconfig"]
     assert env["INCIDENT_BOT_ACTIONS_KUBECONFIG"] == f"{kubeconfig_dir}/kubeconfig"
     assert volumes["actions-kubeconfig"]["configMap"]["name"] == f"{FULLNAME}-actions-kubeconfig"
-    assert volumes["actions-token"]["secret"]["secretName"] == f"{FULLNAME}-actions-token"
     token_dir = mounts["actions-token"]
 
-    # The kubeconfig loads with the client the bot uses: the token and CA files, as the
-    # cluster fills them in, become its credentials.
+    # The kubeconfig loads with the client the bot uses: the projected token and CA files
+    # become its credentials, and a renewed token is used from the next request on.
     text = one(docs, "ConfigMap", f"{FULLNAME}-actions-kubeconfig")["data"]["kubeconfig"]
+    assert f"tokenFile: {token_dir}/token" in text
+    assert f"certificate-authority: {token_dir}/ca.crt" in text
     (tmp_path / "token").write_text("actions-token-value")
-    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    # Any valid PEM bundle: the client builds its TLS context from it.
+    shutil.copyfile(certifi.where(), tmp_path / "ca.crt")
     local = tmp_path / "kubeconfig"
     local.write_text(text.replace(token_dir, str(tmp_path)))
-    configuration = Configuration()
-    await load_kube_config(config_file=str(local), client_configuration=configuration)
-    assert configuration.host == "https://kubernetes.default.svc"
-    assert configuration.api_key["BearerToken"] == "Bearer actions-token-value"
-    assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
+    async with await kubernetes_client(None, local) as client:
+        configuration = client.configuration
+        assert configuration.host == "https://kubernetes.default.svc"
+        assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
+        auth = await configuration.auth_settings()
+        assert auth["BearerToken"]["value"] == "Bearer actions-token-value"
+        (tmp_path / "token").write_text("renewed-actions-token")
+        auth = await configuration.auth_settings()
+        assert auth["BearerToken"]["value"] == "Bearer renewed-actions-token"
 
 
 def test_existing_kubeconfig_secret_replaces_the_chart_made_actions_credentials() -> None:
     docs = render({"actions": {"existingKubeconfigSecret": "mine"}})
     assert find(docs, "ServiceAccount", f"{FULLNAME}-actions") == []
     assert find(docs, "ClusterRole", f"{FULLNAME}-actions") == []
-    volumes = {v["name"]: v for v in pod_spec(docs)["volumes"]}
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    docs = render({"actions": {"existingKubeconfigSecret": "mine", "namespaces": ["shop"]}})
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    spec = pod_spec(docs)
+    volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["actions-kubeconfig"]["secret"]["secretName"] == "mine"
     assert "actions-token" not in volumes
+    # The pod runs as the read-only account with its own projected token: no token Secret.
+    assert spec["serviceAccountName"] == FULLNAME
+    assert spec["automountServiceAccountToken"] is True
+    assert "read-token" not in volumes
+    assert service_account_token_secrets(docs) == {}
+
+
+def test_without_actions_the_pod_runs_as_the_read_only_account() -> None:
+    docs = render({"actions": {"enabled": False}})
+    spec = pod_spec(docs)
+    assert spec["serviceAccountName"] == FULLNAME
+    assert spec["automountServiceAccountToken"] is True
+    assert service_account_token_secrets(docs) == {}
+    assert find(docs, "ServiceAccount", ACTIONS_SA) == []
+    mounts = [m["name"] for m in container(docs)["volumeMounts"]]
+    assert not {"actions-kubeconfig", "actions-token", "read-token"} & set(mounts)
+    assert pod_spec(render(VALUE_SETS["minimal"]))["serviceAccountName"] == "existing"
 
 
 def test_chart_secret_holds_only_the_keys_that_are_set() -> None:
@@ -279,7 +495,7 @@ def test_chart_secret_holds_only_the_keys_that_are_set() -> None:
 
 def test_existing_secret_replaces_the_chart_secret() -> None:
     docs = render({"existingSecret": "bot-env", "secrets": {"REDIS_URL": "redis://ignored"}})
-    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [f"{FULLNAME}-actions-token"]
+    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [READ_TOKEN]
     assert {"secretRef": {"name": "bot-env"}} in container(docs)["envFrom"]
 
 

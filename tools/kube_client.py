@@ -8,6 +8,9 @@ Calls go through `call_kubernetes`, which retries transient failures (connection
 from __future__ import annotations
 
 import json
+import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +29,15 @@ from tools.retry import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 NOT_CONFIGURED = "the Kubernetes API is not configured (KUBERNETES_URL or KUBECONFIG)"
+# How long a token read from a kubeconfig's `tokenFile` is used at most before the file is
+# read again even though it looks unchanged: the in-cluster loader's TOKEN_REFRESH_PERIOD.
+TOKEN_FILE_MAX_AGE_SECONDS = 60.0
 
 
 class KubernetesError(Exception):
@@ -44,13 +51,70 @@ async def kubernetes_client(url: str | None, kubeconfig: Path | None) -> ApiClie
     if url:
         configuration.host = url.rstrip("/")
     elif kubeconfig is not None:
-        await config.load_kube_config(
+        loader = await config.load_kube_config(
             config_file=str(kubeconfig), client_configuration=configuration
         )
+        token_file = _token_file_of(loader)
+        if token_file is not None:
+            configuration.refresh_api_key_hook = TokenFile(token_file)
     else:
         # kubernetes_asyncio leaves this one function unannotated
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return ApiClient(configuration)
+
+
+def _token_file_of(loader: Any) -> Path | None:
+    """The `tokenFile` the loaded kubeconfig's user authenticates with, if that is how it
+    authenticates (no inline `token`, auth provider or exec plugin, which come first)."""
+    # The active context's user: kubernetes_asyncio's own `refresh_token` reads it so too.
+    user = loader._user
+    if user is None or loader.provider in {"gcp", "oidc"}:
+        return None
+    if user.safe_get("exec") is not None or user.safe_get("token") is not None:
+        return None
+    token_file = user.safe_get("tokenFile")
+    if not isinstance(token_file, str) or not token_file:
+        return None
+    # Relative to the kubeconfig file that named it, as the loader resolves it.
+    base = os.path.dirname(os.path.abspath(user.path)) if user.path else ""
+    return Path(os.path.normpath(os.path.join(base, token_file)))
+
+
+class TokenFile:
+    """A `Configuration.refresh_api_key_hook` that keeps the bearer token in step with a
+    kubeconfig's `tokenFile`.
+
+    kubernetes_asyncio reads a kubeconfig's `tokenFile` once, when it loads the kubeconfig.
+    A projected service-account token expires: the kubelet writes a new one into the file
+    before that (at 80% of its lifetime), and a process that keeps the first one is refused
+    once it expires. The client calls this hook before every request (as its in-cluster
+    loader does for the pod's token); it reads the file again when the file changed (another
+    inode - the kubelet swaps a new file in - size or modification time) or when the token
+    it holds is `max_age_seconds` old. If the file cannot be read, or is empty, the last
+    token stays in use and the next request tries again.
+    """
+
+    def __init__(self, path: Path, max_age_seconds: float = TOKEN_FILE_MAX_AGE_SECONDS) -> None:
+        self.path = path
+        self.max_age_seconds = max_age_seconds
+        self._token: str | None = None
+        self._stat: tuple[int, int, int, int] | None = None
+        self._read_at = 0.0
+
+    def __call__(self, configuration: Configuration) -> None:
+        try:
+            stat = os.stat(self.path)
+            current = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            stale = time.monotonic() - self._read_at >= self.max_age_seconds
+            if self._token is None or current != self._stat or stale:
+                token = self.path.read_text().strip()
+                if not token:
+                    raise ValueError("the file is empty")
+                self._token, self._stat, self._read_at = token, current, time.monotonic()
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the Kubernetes token file %s: %s", self.path, exc)
+        if self._token is not None:
+            configuration.api_key["BearerToken"] = f"Bearer {self._token}"
 
 
 def _api_message(exc: Any) -> str:

@@ -52,9 +52,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "incident-bot.fullname" .) .Values.existingSecret }}
 {{- end }}
 
-{{/* Whether the chart itself creates the actions' service account, token and kubeconfig. */}}
+{{/* Whether the chart itself creates the actions' service account and kubeconfig (and the
+pod then runs as that account, with a projected token). */}}
 {{- define "incident-bot.actionsCredentials" -}}
 {{- if and .Values.actions.enabled (not .Values.actions.existingKubeconfigSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The account the pod runs as: the actions' one when the chart makes the actions'
+credentials (its projected token is theirs, the read-only token comes from a Secret),
+else the read-only one (its projected token is then the investigation's). */}}
+{{- define "incident-bot.podServiceAccountName" -}}
+{{- if include "incident-bot.actionsCredentials" . }}
+{{- if eq (include "incident-bot.actionsServiceAccountName" .) (include "incident-bot.serviceAccountName" .) }}
+{{- fail "actions.serviceAccount.name must differ from the read-only serviceAccount.name: the actions' write credentials and the investigation's read-only ones are two accounts" }}
+{{- end }}
+{{- include "incident-bot.actionsServiceAccountName" . }}
+{{- else }}
+{{- include "incident-bot.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the read-only account's token when the pod runs as the actions' one. */}}
+{{- define "incident-bot.readTokenSecretName" -}}
+{{- printf "%s-read-token" (include "incident-bot.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* actions.token.expirationSeconds, checked: the API server takes no less than 600. */}}
+{{- define "incident-bot.actionsTokenExpirationSeconds" -}}
+{{- $seconds := .Values.actions.token.expirationSeconds }}
+{{- if not (and (or (kindIs "int" $seconds) (kindIs "int64" $seconds) (kindIs "float64" $seconds)) (eq (float64 $seconds) (float64 (int64 $seconds))) (ge (int64 $seconds) 600)) }}
+{{- fail (printf "actions.token.expirationSeconds must be a whole number of seconds, at least 600 (the API server's minimum), not %v" $seconds) }}
+{{- end }}
+{{- int64 $seconds }}
 {{- end }}
 
 {{- define "incident-bot.image" -}}
@@ -63,4 +92,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* actions.namespaces, checked and without repeats, as a JSON list: the only namespaces
+the actions' Role is bound in. */}}
+{{- define "incident-bot.actionsNamespaces" -}}
+{{- $namespaces := .Values.actions.namespaces | default list }}
+{{- if not (kindIs "slice" $namespaces) }}
+{{- fail (printf "actions.namespaces must be a list of namespaces, e.g. [shop, payments] (--set 'actions.namespaces={shop,payments}'), not %v" $namespaces) }}
+{{- end }}
+{{- range $namespaces }}
+{{- if not (and (kindIs "string" .) (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" .)) }}
+{{- fail (printf "actions.namespaces: %v is not a namespace name" .) }}
+{{- end }}
+{{- end }}
+{{- $namespaces | uniq | toJson }}
 {{- end }}
