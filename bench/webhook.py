@@ -26,9 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 6
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a loopback server
-BODY = json.loads(
-    (ROOT.parent / "shared" / "fixtures" / "alertmanager" / "firing-single.json").read_text()
-)
+BODY = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing-single.json").read_text())
 
 _BARE = """
 import sys

@@ -12,7 +12,7 @@ import aiohttp
 from tests.processes import bot_env, eventually, start_bot
 from tests.servers import free_port
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
 TOKEN = "s3cret-webhook-token"
 
 

@@ -17,7 +17,7 @@ from tools.sandbox import RunningSandbox
 
 pytest_plugins = ("tests.sandbox_fixtures",)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
 
 
 @pytest.fixture

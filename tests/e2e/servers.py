@@ -2,7 +2,7 @@
 
 Each server runs from its Debian package's binary on a free 127.0.0.1 port with its own
 storage under a temporary directory, and with the fast settings of
-`shared/fixtures/README.md`: rules evaluated every second and resent after 1 s; groups
+`tests/fixtures/README.md`: rules evaluated every second and resent after 1 s; groups
 waited 1 s, flushed every 2 s and repeated every 4 s; no cluster gossip port. A server is
 ready when its `/-/ready` answers 200, and is terminated when its context ends.
 

@@ -42,7 +42,7 @@ HIGH_ERROR_RATE = AlertRule(
     labels={"namespace": "shop", "service": "checkout", "severity": "critical"},
     annotations={"summary": "checkout 5xx ratio is above 5%"},
 )
-# Three series, one per pod, as in shared/fixtures/alertmanager/firing-group-of-3.json.
+# Three series, one per pod, as in tests/fixtures/alertmanager/firing-group-of-3.json.
 POD_CRASH_LOOPING = AlertRule(
     alert="PodCrashLooping",
     expr=" or ".join(
