@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from bot.approvals import describe_target
 from bot.cli_policy import add_policy_commands
 from bot.cli_tools import add_tools_commands
 from bot.demo import DEMO_SCENARIO, demo_alert
@@ -26,6 +27,7 @@ from bot.runs import follow, record_decision, start_run
 from bot.server import serve
 from bot.settings import Settings
 from bot.terminal import TerminalView
+from policies.documents import PolicyConfigError
 from tools.sandbox import run_sandbox
 
 # Exit codes a script can branch on.
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(args.log_level)
     try:
         code = asyncio.run(args.handler(args, Settings()))
-    except (IncidentBotError, ValidationError) as exc:
+    except (IncidentBotError, PolicyConfigError, ValidationError) as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         code = EXIT_ERROR
     except KeyboardInterrupt:
@@ -93,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (INCIDENT_BOT_HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (INCIDENT_BOT_PORT, default 8080)")
     serve.add_argument(
-        "--sandbox", metavar="SCENARIO", help="point the tools at the built-in simulator"
+        "--sandbox",
+        metavar="SCENARIO",
+        help="point the tools at the built-in simulator (webhooks may go without a token)",
     )
     serve.add_argument(
         "--socket-mode",
@@ -134,6 +138,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "port": args.port,
         "sandbox": args.sandbox,
         "slack_socket_mode": args.socket_mode,
+        # The simulator is a trial: its webhooks may be open (a token still applies if set).
+        "allow_unauthenticated_webhooks": bool(args.sandbox),
     }
     await serve(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
     return EXIT_OK
@@ -248,7 +254,8 @@ async def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
     if run.summary:
         print(f"  summary: {run.summary}")
     if run.proposal:
-        print(f"  proposal {run.proposal.id}: {run.proposal.action} on {run.proposal.target}")
+        p = run.proposal
+        print(f"  proposal {p.id}: {p.action} on {describe_target(p)}")
     if record:
         print(f"  action:  {record.state} by {record.owner} {record.detail}")
     if run.outcome:

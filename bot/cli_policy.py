@@ -16,14 +16,15 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS, target_of
 from bot.errors import ConfigError
 from bot.models import utcnow
 from bot.runbook import load_runbooks
 from bot.settings import Settings
-from policies.approval import evaluate
-from policies.documents import PolicyError
+from policies.approval import ProposalFacts, evaluate
+from policies.documents import PolicyConfigError, PolicyError
 from policies.schema import Policy, load_policy, policy_files, read_policy
-from tools.actions import ACTIONS
+from policies.target import Target
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -46,7 +47,11 @@ def add_policy_commands(sub: Any) -> None:
     explain.add_argument("action", help="e.g. kubernetes.rollback")
     explain.add_argument("--labels", nargs="*", default=[], metavar="K=V", help="alert labels")
     explain.add_argument(
-        "--args", nargs="*", default=[], metavar="K=V", help="action arguments (JSON values)"
+        "--args",
+        type=_arguments,
+        default={},
+        metavar="JSON",
+        help='the proposal\'s arguments, e.g. \'{"namespace": "shop", "deployment": "checkout"}\'',
     )
     explain.add_argument("--at", type=datetime.fromisoformat, help="time (ISO 8601; now)")
     explain.add_argument("--policy-dir", type=Path, help="default: INCIDENT_BOT_POLICY_DIR")
@@ -54,7 +59,7 @@ def add_policy_commands(sub: Any) -> None:
 
 
 def _known() -> list[str]:
-    return [a.name for a in ACTIONS]
+    return list(KNOWN_ACTIONS)
 
 
 def _check_one(path: Path) -> tuple[list[str], str]:
@@ -62,17 +67,23 @@ def _check_one(path: Path) -> tuple[list[str], str]:
     try:
         if path.is_dir():
             files = policy_files(path)
-            policy = load_policy(path, known_actions=_known())
+            policy = load_policy(
+                path, known_actions=_known(), reversible_actions=REVERSIBLE_ACTIONS
+            )
             runbooks = path / "runbooks"
             books = load_runbooks(runbooks) if runbooks.is_dir() else ()
             shown = ", ".join(f.name for f in files) or "no policy file: the shipped default"
         else:
-            policy = read_policy([(str(path), path.read_text())], known_actions=_known())
+            policy = read_policy(
+                [(str(path), path.read_text())],
+                known_actions=_known(),
+                reversible_actions=REVERSIBLE_ACTIONS,
+            )
             books = ()
             shown = path.name
     except PolicyError as exc:
         return [str(p) for p in exc.problems], ""
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, PolicyConfigError, OSError) as exc:
         return [f"{path}: {exc}"], ""
     unknown = [
         f"{path / 'runbooks'}: runbook {b.name} proposes unknown action {b.proposal.action!r}"
@@ -89,7 +100,7 @@ async def check_command(args: argparse.Namespace, settings: Settings) -> int:
     """Validate each path; print every problem; exit 1 when there is any."""
     paths: list[Path] = args.paths or ([settings.policy_dir] if settings.policy_dir else [])
     if not paths:
-        load_policy(None, known_actions=_known())
+        load_policy(None, known_actions=_known(), reversible_actions=REVERSIBLE_ACTIONS)
         print("shipped policies/default.yaml: ok")
         return EXIT_OK
     failed = False
@@ -115,11 +126,13 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
-def _json_value(text: str) -> JsonValue:
+def _arguments(text: str) -> dict[str, JsonValue]:
     try:
-        value: JsonValue = json.loads(text)
-    except json.JSONDecodeError:
-        return text
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of the action's arguments")
     return value
 
 
@@ -131,19 +144,39 @@ def explain_lines(
     at: datetime,
 ) -> list[str]:
     """The explanation `policy explain` prints."""
-    req = evaluate(policy, action, arguments, labels, at)
+    if arguments:
+        target, shown_target = target_of(action, arguments), ""
+    else:
+        # Without arguments: a change in the alert's own namespace.
+        target = Target(kind="target", namespace=labels.get("namespace", ""))
+        shown_target = "not given (--args JSON); taken to be in the alert's namespace"
+    facts = ProposalFacts(
+        action=action,
+        arguments=arguments,
+        target=target,
+        alert_labels=labels,
+        reversible=action in REVERSIBLE_ACTIONS,
+    )
+    req = evaluate(policy, facts, at)
     shown = " ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(no labels)"
     lines = [
         f"{action} for {shown} at {at:%Y-%m-%d %H:%M %Z}",
+        f"  target:    {shown_target or target.describe()}",
         f"  rule:      {req.rule or 'none matches (an action no rule allows is forbidden)'}",
         f"  allowed:   {'yes' if req.allowed else 'NO'}",
     ]
     if req.allowed:
         if req.auto_approved:
             lines.append("  approvals: none: the policy approves it itself")
+        elif req.awaits_alert_check:
+            lines.append(
+                "  approvals: none if Alertmanager confirms, just before, that it affects no "
+                f"firing alert of another group; else {req.required_approvals} from "
+                f"{req.approvers()}"
+            )
         else:
             lines.append(f"  approvals: {req.required_approvals} from {req.approvers()}")
-    active = [f for f in policy.freezes if f.applies(action, labels) and f.active(at)]
+    active = [f for f in policy.freezes if f.applies(action, facts.labels()) and f.active(at)]
     freeze = active[0].describe() if active else "none in force"
     lines += [
         f"  freeze:    {freeze}",
@@ -155,11 +188,14 @@ def explain_lines(
 
 async def explain_command(args: argparse.Namespace, settings: Settings) -> int:
     """Print the rule, approvals, approvers and freeze for one action."""
-    policy = load_policy(args.policy_dir or settings.policy_dir, known_actions=_known())
+    policy = load_policy(
+        args.policy_dir or settings.policy_dir,
+        known_actions=_known(),
+        reversible_actions=REVERSIBLE_ACTIONS,
+    )
     at = args.at or utcnow()
     if at.tzinfo is None:
         raise ConfigError("--at needs a time zone, e.g. 2026-11-27T10:00:00+00:00")
-    arguments = {k: _json_value(v) for k, v in _pairs(args.args, "--args").items()}
-    for line in explain_lines(policy, args.action, _pairs(args.labels, "--labels"), arguments, at):
+    for line in explain_lines(policy, args.action, _pairs(args.labels, "--labels"), args.args, at):
         print(line)
     return EXIT_OK

@@ -23,7 +23,7 @@ from bot.deps import Deps
 from bot.errors import AdmissionContended, RunExists
 from bot.models import Alert, RunStatus, new_id
 from bot.queue import WorkQueue
-from bot.runs import start_run
+from bot.runs import redact_alert_counted, start_run
 from bot.store import AlertFold
 
 # KEYS: dedup key.  ARGV: expected run id ('' for none), new run id, ttl seconds.
@@ -64,6 +64,7 @@ class AlertGroups:
         Returns only after everything is durably in Redis; raises redis errors as they are
         (the HTTP layer answers 503 so the sender retries).
         """
+        alerts = [redact_alert_counted(self._deps, a) for a in alerts]
         group_key = alerts[0].group_key
         key = self.dedup_key(group_key)
         firing = [a for a in alerts if a.status == "firing"]

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import anthropic
 
+from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.checkpoints import Checkpointer, Listener
 from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
@@ -97,6 +98,7 @@ class Deps:
             spend=DailySpend(self.store.redis, prefix=s.key_prefix),
             checkpoints=checkpoints,
             policy=self.policy,
+            alertmanager=self.action_context,
         )
         remediator = Remediator(
             store=self.store,
@@ -124,7 +126,9 @@ class Deps:
 @asynccontextmanager
 async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Deps]:
     """Connect everything the settings name; close it all on exit."""
-    policy = load_policy(settings.policy_dir, known_actions=[a.name for a in ACTIONS])
+    policy = load_policy(
+        settings.policy_dir, known_actions=KNOWN_ACTIONS, reversible_actions=REVERSIBLE_ACTIONS
+    )
     metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
         connection = await stack.enter_async_context(open_redis(settings))
@@ -143,6 +147,7 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
                 http_client=anthropic.DefaultAioHttpClient(),
             )
             stack.push_async_callback(claude.close)
+        tool_context = build_tool_context(settings, http, read_kube)
         yield Deps(
             settings=settings,
             store=RunStore(
@@ -152,12 +157,14 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
             ),
             queue=WorkQueue(connection.client, prefix=settings.key_prefix),
             metrics=metrics,
-            tool_context=build_tool_context(settings, http, read_kube),
+            tool_context=tool_context,
             action_context=ActionContext(
                 http=http,
                 kubernetes=write_kube,
                 prometheus_url=settings.prometheus_url,
                 alertmanager_url=settings.alertmanager_url,
+                # Silences go to the Alertmanager the tools read, with the same credentials.
+                alertmanager_auth=tool_context.alertmanager_auth,
                 webhooks=webhook_endpoints(policy, settings),
             ),
             claude=claude,
@@ -183,7 +190,10 @@ def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEn
         if secret is None and default is not None:
             secret = default.get_secret_value()
         endpoints[hook.name] = WebhookEndpoint(
-            name=hook.name, url=hook.url, secret=secret.encode() if secret else None
+            name=hook.name,
+            url=hook.url,
+            secret=secret.encode() if secret else None,
+            insecure=hook.insecure,
         )
     return endpoints
 

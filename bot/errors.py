@@ -11,6 +11,10 @@
     ├── ProposalError              a decision or action that does not fit the run's state
     └── ConfigError                settings or policy files that cannot work
 
+Policy files have their own `policies.documents.PolicyConfigError` (and `PolicyError`,
+listing every problem with its file and line): the pure policy layer imports nothing of
+the bot's. The CLI reports both as it reports `ConfigError`.
+
 Tool failures are not exceptions: they become a `ToolResult` with status `error`,
 which the model reads and can act on.
 """

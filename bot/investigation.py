@@ -18,17 +18,29 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from bot.approvals import auto_decision, requirement_for
+from bot.approvals import approve_by_policy, assess, describe_target
 from bot.checkpoints import Checkpointer
 from bot.llm import cost_dollars
 from bot.metrics import Metrics
-from bot.models import Alert, Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart, utcnow
+from bot.models import (
+    Alert,
+    Flag,
+    Run,
+    RunStatus,
+    Step,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    utcnow,
+)
 from bot.scoping import offered_tools, refusal, run_scope
 from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
+from bot.untrusted import alert_flags, count, flags_in, merge_flags, redact_result
 from policies.budgets import ModelLimits, Spend, over_budget
 from policies.schema import Policy
+from tools.actions import ActionContext
 from tools.toolset import Tool, ToolContext, ToolInputError, ToolResult, compact_json
 
 log = logging.getLogger(__name__)
@@ -61,6 +73,8 @@ class Investigator:
     spend: DailySpend
     checkpoints: Checkpointer
     policy: Policy
+    # Asked which firing alerts a silence would affect before the policy approves it.
+    alertmanager: ActionContext
 
     async def investigate(self, run: Run) -> Run:
         """Drive the run until it proposes an action or ends; returns the last checkpoint."""
@@ -75,8 +89,13 @@ class Investigator:
                     run, Finish(summary="the run's deadline passed", needs_attention=True)
                 )
             if resumed is None and run.engine == "model":
-                news = await self._alert_news(run, transcript)
+                news, found = await self._alert_news(run, transcript)
                 if news is not None:
+                    for field, flag in found:
+                        await self._record_flags(run, [flag], where=field)
+                    flags = [flag for _, flag in found]
+                    if flags:
+                        run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
                     run = await self._write(run, (news,))
                     transcript.append(news)
             reply, resumed = resumed or await self._next_turn(run, transcript), None
@@ -85,7 +104,9 @@ class Investigator:
             turn = reply.turn
             match turn:
                 case RunTools(calls=calls):
-                    results = await self._run_tools(run, calls, index=len(transcript))
+                    results, flags = await self._run_tools(run, calls, index=len(transcript))
+                    if flags:
+                        run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
                     run = await self._write(run, (results,))
                     transcript.append(results)
                 case AwaitApproval():
@@ -127,27 +148,33 @@ class Investigator:
             turn=type(reply.turn).__name__,
             stop_reason=reply.steps[0].stop_reason if reply.steps else None,
             usage=reply.usage.model_dump() if reply.usage else None,
+            redactions=dict(reply.redactions) or None,
         )
+        count(self.metrics, "model", reply.redactions)
         return reply
 
-    async def _alert_news(self, run: Run, transcript: Sequence[Step]) -> Step | None:
-        """A user step with the group's alerts the model has not seen yet, if any.
+    async def _alert_news(
+        self, run: Run, transcript: Sequence[Step]
+    ) -> tuple[Step | None, list[tuple[str, Flag]]]:
+        """A user step with the group's alerts the model has not seen yet, if any, and the
+        flags their text raises.
 
         The run's alert log starts with the alert of the first step; every later alert
         step carries one text part per log entry, so their count says what was shown.
         """
         if not transcript or transcript[-1].role != "user":
-            return None
+            return None, []
         shown = 1 + sum(len(s.content) for s in transcript[1:] if s.author == "alert")
         news = await self.store.alert_log(run.id, start=shown)
         if not news:
-            return None
-        return Step(
+            return None, []
+        step = Step(
             index=len(transcript),
             role="user",
             author="alert",
             content=[TextPart(text=_describe_alert(a)) for a in news],
         )
+        return step, [found for alert in news for found in alert_flags(alert)]
 
     def _resume(self, run: Run, transcript: Sequence[Step]) -> EngineReply | None:
         """When the last step is the engine's own (the process died after writing it),
@@ -190,11 +217,16 @@ class Investigator:
             }
         )
 
-    async def _run_tools(self, run: Run, calls: Sequence[ToolCallPart], *, index: int) -> Step:
-        results = await asyncio.gather(*(self._run_tool(run, call) for call in calls))
-        return Step(index=index, role="user", author="tools", content=list(results))
+    async def _run_tools(
+        self, run: Run, calls: Sequence[ToolCallPart], *, index: int
+    ) -> tuple[Step, list[Flag]]:
+        """The results of a batch of tool calls, and the flags raised by their text."""
+        answers = await asyncio.gather(*(self._run_tool(run, call) for call in calls))
+        results = [part for part, _ in answers]
+        flags = [flag for _, found in answers for flag in found]
+        return Step(index=index, role="user", author="tools", content=results), flags
 
-    async def _run_tool(self, run: Run, call: ToolCallPart) -> ToolResultPart:
+    async def _run_tool(self, run: Run, call: ToolCallPart) -> tuple[ToolResultPart, list[Flag]]:
         tool = self.tools.get(call.name)
         started = time.monotonic()
         scope = run_scope(self.policy.scopes, run)
@@ -214,8 +246,13 @@ class Investigator:
                 result = ToolResult.fail(refused) if refused else await self._call(tool, args)
         seconds = time.monotonic() - started
         name = tool.name if tool else "unknown"
+        # Tool output is untrusted: its secrets go before anything stores or shows it.
+        result, redactions = redact_result(result)
+        count(self.metrics, "tool_result", redactions)
         self.metrics.tool_calls.labels(name, result.status).inc()
         self.metrics.tool_call_duration.labels(name).observe(seconds)
+        content = tool.render(result) if tool is not None else result.render()
+        flags = flags_in(f"tool:{call.name}", content)
         await self.checkpoints.audit(
             run.id,
             "tool_call",
@@ -224,11 +261,26 @@ class Investigator:
             status=result.status,
             seconds=round(seconds, 3),
             error=result.error,
+            redactions=redactions or None,
         )
-        content = tool.render(result) if tool is not None else result.render()
-        return ToolResultPart(
+        await self._record_flags(run, flags, where=compact_json(call.input))
+        part = ToolResultPart(
             tool_use_id=call.id, content=content, is_error=result.status == "error"
         )
+        return part, flags
+
+    async def _record_flags(self, run: Run, flags: Sequence[Flag], *, where: str) -> None:
+        """Audit each flag, with where it was found (a tool call's input, an alert field)."""
+        for flag in flags:
+            self.metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
+            await self.checkpoints.audit(
+                run.id,
+                "injection_flagged",
+                source=flag.source,
+                kind=flag.kind,
+                text=flag.excerpt,
+                where=where,
+            )
 
     async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
         try:
@@ -246,7 +298,9 @@ class Investigator:
         """Offer the proposal for approval, or (as the policy says) end the run without
         offering it, or approve it in the policy's name and go on to execute it."""
         proposal = turn.proposal
-        requirement = requirement_for(self.policy, run, proposal)
+        requirement = await assess(
+            self.policy, run, proposal, now=utcnow(), alertmanager=self.alertmanager
+        )
         update: dict[str, object] = {
             "status": RunStatus.AWAITING_APPROVAL,
             "proposal": proposal,
@@ -256,13 +310,12 @@ class Investigator:
         if not requirement.allowed:
             update["status"] = RunStatus.NEEDS_ATTENTION
             update["outcome"] = (
-                f"{proposal.action} on {proposal.target} was not offered for approval: "
+                f"{proposal.action} on {describe_target(proposal)} was not offered for approval: "
                 f"{requirement.reason}"
             )
         elif requirement.auto_approved:
-            decision = auto_decision(run, proposal, requirement)
-            await self.store.record_decision(decision)
-            update |= {"status": RunStatus.EXECUTING, "decisions": [decision]}
+            decisions = await approve_by_policy(self.store, run, proposal, requirement)
+            update |= {"status": RunStatus.EXECUTING, "decisions": decisions}
         run = await self._write(run.model_copy(update=update))
         await self.checkpoints.audit(
             run.id,

@@ -15,6 +15,7 @@ import anthropic
 from anthropic.types import ToolParam
 from pydantic import ValidationError
 
+from bot import fencing
 from bot.finishing import (
     CONCLUDE,
     PROPOSE,
@@ -37,11 +38,13 @@ from bot.models import (
 )
 from bot.scoping import offered_tools, run_scope
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools, Turn
+from bot.untrusted import redact_step
 from policies.scope import Scope, ScopeRule
 from tools.actions import Action
 from tools.toolset import Tool, describe_validation_error
 
-SYSTEM_PROMPT = """\
+SYSTEM_PROMPT = (
+    """\
 You are incident-bot, the on-call engineer's investigator. An alert fired; find out why.
 
 - Use the read-only tools to look at metrics, alerts, deployments, pods, events and logs.
@@ -51,7 +54,11 @@ You are incident-bot, the on-call engineer's investigator. An alert fired; find 
 - Finish with exactly one call: `propose_remediation` when a listed action would fix the
   cause (a human approves it before anything changes), or `conclude` when no action is
   needed or none is safe. Never claim to have changed anything yourself.
+
 """
+    + fencing.RULES
+    + "\n"
+)
 
 # Dollars per million tokens: input, output, cache write, cache read.
 _PRICES: dict[str, tuple[float, float, float, float]] = {
@@ -139,16 +146,21 @@ class ClaudeEngine:
         self._metrics.model_requests.labels(self._model, "ok").inc()
         usage = usage_of(message)
         self._count_tokens(usage)
-        step = Step(
-            index=len(transcript),
-            role="assistant",
-            author="model",
-            content=[part_from_block(block) for block in message.content],
-            stop_reason=message.stop_reason,
-            usage=usage,
+        # The model's own text is untrusted too: no secret it repeats is stored or posted.
+        step, redactions = redact_step(
+            Step(
+                index=len(transcript),
+                role="assistant",
+                author="model",
+                content=[part_from_block(block) for block in message.content],
+                stop_reason=message.stop_reason,
+                usage=usage,
+            )
         )
         resumed = self.resume(step)
-        return EngineReply(turn=resumed.turn, steps=(step, *resumed.steps), usage=usage)
+        return EngineReply(
+            turn=resumed.turn, steps=(step, *resumed.steps), usage=usage, redactions=redactions
+        )
 
     def resume(self, step: Step) -> EngineReply:
         """What a recorded model step asks for (also used when a run resumes after a crash)."""

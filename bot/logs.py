@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+from tools.redaction import redact_value
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -24,13 +26,22 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # Messages and exceptions may quote untrusted text: no secret reaches the log.
+        cleaned, _ = redact_value(json.loads(json.dumps(entry, default=str)))
+        return json.dumps(cleaned)
 
 
-def configure_logging(level: str) -> None:
-    """Send JSON logs to stderr at `level`."""
-    handler = logging.StreamHandler(sys.stderr)
+# Libraries that log raw API bodies at DEBUG (a Kubernetes response carries pod logs and
+# events verbatim, escaped twice): never below INFO, whatever the bot's level.
+QUIET = ("kubernetes_asyncio.client.rest",)
+
+
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """Send JSON logs to `stream` (stderr) at `level`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

@@ -7,18 +7,23 @@ from typing import Any, cast
 
 from anthropic.types import Message, MessageParam
 
+from bot.fencing import fence
 from bot.models import OpaquePart, Part, Step, TextPart, ToolCallPart, ToolResultPart, Usage
 
 
 def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
     """The transcript as Messages API messages; the newest block marks the cache point.
 
-    Empty replies and empty text blocks are left out (the API refuses them); steps of the
-    same role next to each other become one message.
+    Tool results and alert text are fenced as untrusted data naming their source. Empty
+    replies and empty text blocks are left out (the API refuses them); steps of the same
+    role next to each other become one message.
     """
+    tool_names = {c.id: c.name for step in transcript for c in step.tool_calls()}
     messages: list[MessageParam] = []
     for step in transcript:
-        blocks: list[Any] = [_block(p) for p in step.content if not _empty(p)]
+        blocks: list[Any] = [
+            _block(_fenced(p, step, tool_names)) for p in step.content if not _empty(p)
+        ]
         if not blocks:
             continue
         if messages and messages[-1]["role"] == step.role:
@@ -30,6 +35,16 @@ def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
     if messages:
         _mark_cache_point(messages[-1]["content"])
     return messages
+
+
+def _fenced(part: Part, step: Step, tool_names: dict[str, str]) -> Part:
+    """The part as the model reads it: text the bot did not write inside an envelope."""
+    if isinstance(part, ToolResultPart):
+        source = f"tool:{tool_names.get(part.tool_use_id, 'unknown')}"
+        return part.model_copy(update={"content": fence(source, part.content)})
+    if isinstance(part, TextPart) and step.author == "alert":
+        return part.model_copy(update={"text": fence("alert", part.text)})
+    return part
 
 
 def _empty(part: Part) -> bool:

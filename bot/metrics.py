@@ -121,3 +121,15 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=r,
         )
+        self.redactions = Counter(
+            "incident_bot_redactions_total",
+            "Secrets replaced in untrusted text, by kind and where the text entered.",
+            ["kind", "where"],
+            registry=r,
+        )
+        self.injection_flags = Counter(
+            "incident_bot_injection_flags_total",
+            "Untrusted texts that addressed the model or the bot, by where they entered.",
+            ["where"],
+            registry=r,
+        )

@@ -18,6 +18,12 @@ SCHEMA_VERSION = 1  # the version every model below writes
 JsonObject = dict[str, JsonValue]
 
 
+def _empty(value: object) -> bool:
+    """Fields added within a schema version are left out while empty, so documents
+    written before them load and save unchanged."""
+    return not value
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -49,6 +55,8 @@ class Alert(Stored):
     ends_at: datetime | None = None
     generator_url: str | None = None
     links: list[str] = Field(default_factory=list)
+    # The labels that define the alert group (Alertmanager's `groupLabels`).
+    group_labels: dict[str, str] = Field(default_factory=dict, exclude_if=_empty)
 
     @property
     def severity(self) -> str:
@@ -257,6 +265,22 @@ class ActionRecord(Stored):
     detail: str = ""
 
 
+class Flag(Stored):
+    """Untrusted text that addressed the model or the bot (a possible prompt injection)."""
+
+    source: str  # `tool:kubernetes_pod_logs`, `alert`, `slack_thread`
+    kind: str
+    excerpt: str
+    at: datetime = Field(default_factory=utcnow)
+
+    def describe(self) -> str:
+        """`a tool result (kubernetes_pod_logs) contained instructions: "…"`."""
+        origin, _, name = self.source.partition(":")
+        where = {"tool": "a tool result", "alert": "the alert", "slack_thread": "the thread"}
+        what = where.get(origin, origin) + (f" ({name})" if name else "")
+        return f"{what} contained instructions ({self.kind}): {self.excerpt}"
+
+
 class Run(Stored):
     """The checkpointed state of one investigation (the `run:{id}` hash's document).
 
@@ -283,3 +307,5 @@ class Run(Stored):
     summary: str = ""
     outcome: str = ""
     channels: dict[str, str] = Field(default_factory=dict)
+    # Untrusted text that addressed the model or the bot: never auto-approved.
+    flags: list[Flag] = Field(default_factory=list, exclude_if=_empty)

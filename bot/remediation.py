@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import BaseModel, ValidationError
 
-from bot.approvals import requirement_for
+from bot.approvals import assess
 from bot.checkpoints import Checkpointer
 from bot.metrics import Metrics
 from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
 from bot.store import RunStore
-from policies.approval import settle
-from policies.schema import Policy
+from policies.approval import Requirement, Verdict, settle
+from policies.schema import AUTO_APPROVER, Policy
 from tools.actions import Action, ActionContext
 from tools.prometheus import instant_value
+from tools.redaction import redact_text
 from tools.toolset import ToolContext, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,22 @@ class Remediator:
         existing = await self.store.action_record(run.id, proposal.id)
         if existing is not None:
             return await self._after_existing(run, existing, action, args)
-        refused = await self._refusal(run, proposal)
+        requirement = await assess(
+            self.policy, run, proposal, now=utcnow(), alertmanager=self.action_context
+        )
+        decisions = await self.store.decisions(run.id, proposal.id)
+        verdict = settle(requirement, decisions)
+        auto = any(d.user == AUTO_APPROVER for d in decisions)
+        if requirement.allowed and verdict == "pending" and auto:
+            # Only the policy had approved it, and on a second look it may not (a firing
+            # alert of another group now matches the silence): a human decides instead.
+            await self.checkpoints.audit(
+                run.id, "auto_approval_withdrawn", action=action.name, why=requirement.reason
+            )
+            return await self.checkpoints.write(
+                run.model_copy(update={"status": RunStatus.AWAITING_APPROVAL, "decisions": []})
+            )
+        refused = _refusal(requirement, verdict)
         if refused is not None:
             await self.checkpoints.audit(run.id, "action_refused", action=action.name, why=refused)
             return await self._end(
@@ -83,18 +100,18 @@ class Remediator:
             run.id, "action_started", action=action.name, proposal=proposal.id
         )
         try:
-            detail = await action.execute(context, args, proposal.id)
+            # What the target's API answered is untrusted text: redacted before it is kept.
+            detail = redact_text(await action.execute(context, args, proposal.id))
         except Exception as exc:  # the boundary of the action: record it, never re-run it
+            error = redact_text(str(exc))
             log.exception("action failed", extra={"run_id": run.id})
             failed = record.model_copy(
-                update={"state": "failed", "finished_at": utcnow(), "detail": str(exc)}
+                update={"state": "failed", "finished_at": utcnow(), "detail": error}
             )
             await self.store.finish_action(failed)
-            await self.checkpoints.audit(
-                run.id, "action_failed", action=action.name, error=str(exc)
-            )
+            await self.checkpoints.audit(run.id, "action_failed", action=action.name, error=error)
             self.metrics.actions.labels(action.name, "failed").inc()
-            return await self._end(run, RunStatus.FAILED, f"{action.name} failed: {exc}")
+            return await self._end(run, RunStatus.FAILED, f"{action.name} failed: {error}")
         done = record.model_copy(
             update={"state": "succeeded", "finished_at": utcnow(), "detail": detail}
         )
@@ -104,16 +121,6 @@ class Remediator:
         return await self.checkpoints.write(
             run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
         )
-
-    async def _refusal(self, run: Run, proposal: Proposal) -> str | None:
-        """Why the policy does not let this proposal run now (checked again here, so a
-        forged or stale `executing` run changes nothing); None when it may."""
-        requirement = requirement_for(self.policy, run, proposal)
-        if not requirement.allowed:
-            return requirement.reason
-        if settle(requirement, await self.store.decisions(run.id, proposal.id)) != "approved":
-            return f"the decisions recorded do not approve it ({requirement.reason})"
-        return None
 
     async def _after_existing(
         self, run: Run, existing: ActionRecord, action: Action, args: BaseModel
@@ -127,11 +134,13 @@ class Remediator:
                 run, RunStatus.FAILED, f"{action.name} failed: {existing.detail}"
             )
         try:
-            seen = await action.observe(
-                self.action_context.for_proposal(run.id, existing.proposal_id), args
+            seen = redact_text(
+                await action.observe(
+                    self.action_context.for_proposal(run.id, existing.proposal_id), args
+                )
             )
         except Exception as exc:  # observing is best effort; the human must look either way
-            seen = f"could not observe the target: {exc}"
+            seen = redact_text(f"could not observe the target: {exc}")
         note = (
             f"{action.name} was started by {existing.owner} at {existing.started_at:%H:%M:%S} UTC "
             f"and its outcome was never recorded; it was not run again. Target now: {seen}"
@@ -183,6 +192,29 @@ class Remediator:
         return await self.checkpoints.write(
             run.model_copy(update={"status": status, "outcome": outcome})
         )
+
+
+async def dry_run(actions: Mapping[str, Action], ctx: ActionContext, proposal: Proposal) -> str:
+    """What the proposed action would change, in the action's own words (redacted: it
+    quotes what the target's API answered)."""
+    action = actions.get(proposal.action)
+    if action is None:
+        return f"unknown action {proposal.action}"
+    try:
+        args = action.input_model.model_validate(proposal.arguments)
+        return redact_text(await action.dry_run(ctx, args))
+    except Exception as exc:  # the dry run informs; its failure must not hide the rest
+        return redact_text(f"(dry run failed: {exc})")
+
+
+def _refusal(requirement: Requirement, verdict: Verdict) -> str | None:
+    """Why the policy does not let the proposal run now (checked again before the action,
+    so a forged or stale `executing` run changes nothing); None when it may."""
+    if not requirement.allowed:
+        return requirement.reason
+    if verdict != "approved":
+        return f"the decisions recorded do not approve it ({requirement.reason})"
+    return None
 
 
 def check_from_alert(run: Run) -> Check | None:

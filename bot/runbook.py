@@ -1,7 +1,8 @@
 """The runbook planner: a deterministic investigation from `policies/runbooks/*.yaml`.
 
 A runbook matches alert labels (regular expressions, whole match), runs read-only tool
-calls with arguments templated from the labels (and from earlier results), derives
+calls with arguments templated from the labels (and from earlier results; a value inside
+a query string is escaped for it, see `bot.templating`), derives
 findings from conditions on the results, and proposes an action when the findings it
 names all hold; otherwise it concludes. It is used when no model is configured, and to
 finish a run the model cannot (down after retries, over budget, refused).
@@ -34,7 +35,7 @@ from bot.models import (
     utcnow,
 )
 from bot.steps import AwaitApproval, EngineReply, Finish, RunTools
-from bot.templating import MissingValue, lookup, references, render
+from bot.templating import MissingValue, TemplateError, lookup, references, render
 from tools.toolset import Tool
 
 CALL_PREFIX = "rb_"
@@ -195,7 +196,7 @@ class RunbookPlanner:
         if spec is not None and all(name in findings for name in spec.when):
             try:
                 proposal = _proposal(spec, context)
-            except MissingValue as exc:
+            except TemplateError as exc:
                 return EngineReply(
                     turn=Finish(
                         summary=f"runbook {book.name}: cannot fill the proposal ({exc})",
@@ -228,9 +229,10 @@ class RunbookPlanner:
         calls = []
         for step in ready:
             try:
-                args = render(step.args, context)
-            except MissingValue as exc:
-                # The call still runs, and fails visibly: the label is missing on the alert.
+                args = render(step.args, context, escape=True)
+            except TemplateError as exc:
+                # The call still runs, and fails visibly: a label is missing on the alert,
+                # or its value cannot be put in the query safely.
                 args = {"missing": str(exc)}
             assert isinstance(args, dict)  # noqa: S101 - render keeps a dict a dict
             calls.append(
@@ -277,7 +279,7 @@ def _proposal(spec: ProposalSpec, context: dict[str, Any]) -> Proposal:
     verify = None
     if spec.verify is not None:
         verify = Check(
-            query=str(render(spec.verify.query, context)),
+            query=str(render(spec.verify.query, context, escape=True)),
             op=spec.verify.op,
             threshold=spec.verify.threshold,
         )

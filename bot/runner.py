@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.approvals import auto_decision, requirement_for
+from bot.approvals import approve_by_policy, assess
 from bot.checkpoints import Checkpointer
 from bot.investigation import Investigator
 from bot.metrics import Metrics
@@ -23,7 +23,7 @@ from bot.models import Run, RunStatus, utcnow
 from bot.remediation import Remediator
 from bot.store import RunStore
 from policies.approval import counts, settle
-from policies.schema import AUTO_APPROVER, Policy
+from policies.schema import Policy
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,10 @@ class RunDriver:
         """Count the decisions the policy accepts; a forbidden proposal never executes."""
         proposal = run.proposal
         assert proposal is not None  # noqa: S101 - awaiting_approval always has one
-        requirement = requirement_for(self.policy, run, proposal)
+        now = utcnow()
+        requirement = await assess(
+            self.policy, run, proposal, now=now, alertmanager=self.remediator.action_context
+        )
         if not requirement.allowed:
             await self.checkpoints.audit(run.id, "proposal_forbidden", reason=requirement.reason)
             return await self.checkpoints.write(
@@ -87,15 +90,11 @@ class RunDriver:
                     }
                 )
             )
-        decisions = await self.store.decisions(run.id, proposal.id)
-        if requirement.auto_approved and not any(d.user == AUTO_APPROVER for d in decisions):
-            # The policy approves on its own (e.g. a freeze ended while the run waited).
-            decision = auto_decision(run, proposal, requirement)
-            await self.store.record_decision(decision)
-            decisions = [*decisions, decision]
+        # The policy may approve on its own now (e.g. a freeze ended while the run waited).
+        decisions = await approve_by_policy(self.store, run, proposal, requirement)
         verdict = settle(requirement, decisions)
         if verdict == "pending":
-            waited = utcnow() - proposal.proposed_at
+            waited = now - proposal.proposed_at
             if waited < timedelta(seconds=self.approval_timeout_seconds):
                 return run
             return await self.checkpoints.write(

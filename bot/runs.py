@@ -7,11 +7,12 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from bot.approvals import refusal
+from bot.approvals import assess, refusal
 from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
 from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
 from bot.runner import RunDriver
+from bot.untrusted import alert_flags, count, merge_flags, redact_alert
 
 POLL_SECONDS = 0.5
 
@@ -41,18 +42,46 @@ async def start_run(
 
     Raises `RunExists` when `run_id` names a run that was already created.
     """
+    alert, redactions = redact_alert(alert)
+    count(deps.metrics, "alert", redactions)
+    found = alert_flags(alert)
+    flags = merge_flags([], [flag for _, flag in found])
     run = Run.model_validate(
         {
             **({"id": run_id} if run_id else {}),
             "alert": alert,
             "trigger": trigger,
             "deadline": utcnow() + timedelta(seconds=deps.settings.run_deadline_seconds),
+            "flags": flags,
         }
     )
     created = await deps.store.create(run, [alert_step(alert)])
     deps.metrics.runs_started.labels(trigger).inc()
-    await deps.store.audit(created.id, "created", trigger=trigger, alert=alert.title)
+    await deps.store.audit(
+        created.id,
+        "created",
+        trigger=trigger,
+        alert=alert.title,
+        redactions=redactions or None,
+    )
+    for field, flag in found:
+        deps.metrics.injection_flags.labels(flag.source).inc()
+        await deps.store.audit(
+            created.id,
+            "injection_flagged",
+            source=flag.source,
+            kind=flag.kind,
+            text=flag.excerpt,
+            where=field,
+        )
     return created
+
+
+def redact_alert_counted(deps: Deps, alert: Alert) -> Alert:
+    """The alert with its secrets redacted, counted in the redaction metric."""
+    cleaned, counts = redact_alert(alert)
+    count(deps.metrics, "alert", counts)
+    return cleaned
 
 
 async def record_decision(deps: Deps, decision: Decision, *, settles_at: int = 0) -> bool:
@@ -68,7 +97,8 @@ async def record_decision(deps: Deps, decision: Decision, *, settles_at: int = 0
         raise ProposalError(
             f"proposal {decision.proposal_id} is not the run's current one ({run.proposal.id})"
         )
-    refused = refusal(deps.policy, run, run.proposal, decision)
+    requirement = await assess(deps.policy, run, run.proposal, now=utcnow())
+    refused = refusal(requirement, run.proposal, decision)
     if refused is not None:
         raise ProposalError(refused)
     recorded = await deps.store.record_decision(decision, settles_at=settles_at)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from bot.dedup import AlertGroups
 from bot.deps import Deps, open_deps
+from bot.errors import ConfigError
 from bot.intake.auth import WebhookAuth
 from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
 from bot.metrics import Metrics
@@ -41,7 +42,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
-    """The application; its clients and workers start with it and stop with it."""
+    """The application; its clients and workers start with it and stop with it.
+
+    Raises `ConfigError` when the webhooks would be open without that being asked for.
+    """
+    webhook_auth(settings)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors])
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
@@ -87,19 +92,36 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         )
         await pool.start()
         stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
-        token = settings.webhook_token
-        if token is None:
+        auth = webhook_auth(settings)
+        if auth is None:
             log.warning("INCIDENT_BOT_WEBHOOK_TOKEN is not set: webhooks are unauthenticated")
         app[DEPS] = deps
         app[POOL] = pool
         app[INTAKE] = Intake(
             groups=AlertGroups(deps, deps.queue),
             metrics=deps.metrics,
-            auth=WebhookAuth(token.get_secret_value()) if token else None,
+            auth=auth,
             max_body_bytes=settings.max_body_bytes,
             on_admitted=slack.threads.on_admitted if slack else None,
         )
         yield
+
+
+def webhook_auth(settings: Settings) -> WebhookAuth | None:
+    """How webhook requests are authenticated: the token's check, or None (open) only when
+    `INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS` says so; else raise `ConfigError`."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    if token:
+        return WebhookAuth(token)
+    if not settings.allow_unauthenticated_webhooks:
+        raise ConfigError(
+            "INCIDENT_BOT_WEBHOOK_TOKEN is not set, so anyone who can reach the webhooks "
+            "could start investigations. Set INCIDENT_BOT_WEBHOOK_TOKEN to a secret that "
+            "Alertmanager sends as a bearer token (http_config.authorization.credentials), "
+            "or set INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS=true to serve them open "
+            "(local trials only; `serve --sandbox` does this)."
+        )
+    return None
 
 
 @web.middleware

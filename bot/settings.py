@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     host: str = Field(default="0.0.0.0", alias="INCIDENT_BOT_HOST")  # noqa: S104 - a server
     port: int = Field(default=8080, alias="INCIDENT_BOT_PORT")
     webhook_token: SecretStr | None = Field(default=None, alias="INCIDENT_BOT_WEBHOOK_TOKEN")
+    # Without a token `serve` refuses to start unless this says open webhooks are meant
+    # (the sandbox); anyone who can reach the port could otherwise start investigations.
+    allow_unauthenticated_webhooks: bool = Field(
+        default=False, alias="INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS"
+    )
     max_body_bytes: int = Field(default=1024 * 1024, alias="INCIDENT_BOT_MAX_BODY_BYTES")
     workers: int = Field(default=4, alias="INCIDENT_BOT_WORKERS")
     max_investigations: int = Field(default=20, alias="INCIDENT_BOT_MAX_INVESTIGATIONS")

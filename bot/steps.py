@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from bot.models import Finding, Proposal, Step, ToolCallPart, Usage
 
@@ -54,3 +55,5 @@ class EngineReply:
     turn: Turn
     steps: tuple[Step, ...] = ()
     usage: Usage | None = None
+    # Secrets replaced in the engine's own reply, by kind.
+    redactions: Mapping[str, int] = field(default_factory=dict)

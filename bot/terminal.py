@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from bot.approvals import describe_target
 from bot.models import Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart
+from bot.remediation import dry_run
 from tools.actions import Action, ActionContext
 
 _WIDTH = 100
@@ -74,34 +76,25 @@ class TerminalView:
             if finding.evidence:
                 self.say(f"      evidence: {_cut(finding.evidence)}")
         self.say()
-        self.say(f"Proposed action: {p.action} on {p.target}  (risk: {p.risk})")
+        for flag in run.flags:
+            self.say(f"  WARNING: {flag.describe()}")
+        self.say(f"Proposed action: {p.action} on {describe_target(p)}  (risk: {p.risk})")
+        self.say(f"  described by the investigation as: {p.target}")
         self.say(f"  arguments: {json.dumps(p.arguments)}")
-        self.say(f"  dry run:   {await self._dry_run(run)}")
+        self.say(f"  dry run:   {await dry_run(self._actions, self._action_context, p)}")
         self.say(f"  why:       {p.rationale}")
         self.say(f"  expected:  {p.expected_effect}")
         if p.verify is not None:
             self.say(f"  verify:    {p.verify.describe()}")
         self.say()
 
-    async def _dry_run(self, run: Run) -> str:
-        assert run.proposal is not None  # noqa: S101
-        action = self._actions.get(run.proposal.action)
-        if action is None:
-            return f"unknown action {run.proposal.action}"
-        try:
-            args = action.input_model.model_validate(run.proposal.arguments)
-            return await action.dry_run(self._action_context, args)
-        except (
-            Exception
-        ) as exc:  # the dry run informs the human; its failure must not hide the rest
-            return f"(dry run failed: {exc})"
-
     async def ask_approval(self, run: Run) -> bool:
         """Ask on the terminal; True to approve."""
         assert run.proposal is not None  # noqa: S101
         while True:
             answer = await asyncio.to_thread(
-                input, f"Approve {run.proposal.action} on {run.proposal.target}? [y/n] "
+                input,
+                f"Approve {run.proposal.action} on {describe_target(run.proposal)}? [y/n] ",
             )
             if answer.strip().lower() in ("y", "yes"):
                 return True

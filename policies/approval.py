@@ -1,22 +1,31 @@
 """Who must approve an action, and whether the decisions so far settle it (pure functions).
 
-`evaluate` reads the policy for one proposed action on one alert at one moment and says
-whether it may be offered at all, how many approvals it needs and from whom, whether the
-policy approves it itself, and whether a change freeze is in force. The executor asks it
-(never a tool); the Slack surface asks `may_approve` before recording a click; the run
-driver counts only the decisions `may_approve` accepts (`settle`).
+`evaluate` reads the policy for one proposed action at one moment and says whether it may
+be offered at all, how many approvals it needs and from whom, whether the policy approves
+it itself, and whether a change freeze is in force. It judges the change, not the story:
+rules match the labels of the action's *target* (derived from its validated arguments:
+namespace, kind, name, silence matchers) over the alert's, and a target outside the
+alert's namespace is forbidden unless the rule says `cross_namespace: true`.
+
+Auto-approval needs all of: a rule that says so, an action that declares itself bounded
+and reversible, a run no untrusted text tried to steer (`flagged`), a change limited to
+the run's own alerts (`scope_problem`), and Alertmanager's word, asked just before, that
+no firing alert outside the run's group would be affected (`others_affected == 0`).
+
+The bot asks this through one function (`bot.approvals.assess`) for every caller; the
+Slack surface asks `may_approve` before recording a click; the run driver counts only
+the decisions `may_approve` accepts (`settle`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import JsonValue
 
-from bot.models import Decision
 from policies.schema import (
     AUTO_APPROVER,
     ActionRule,
@@ -26,8 +35,41 @@ from policies.schema import (
     Policy,
     labels_match,
 )
+from policies.target import Target, scope_problem
 
 Verdict = Literal["approved", "rejected", "pending"]
+
+
+class Decision(Protocol):
+    """A recorded decision, as far as the policy reads it."""
+
+    @property
+    def user(self) -> str: ...
+    @property
+    def verdict(self) -> Literal["approve", "reject"]: ...
+    @property
+    def groups(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProposalFacts:
+    """Everything the policy reads about one proposed action."""
+
+    action: str
+    arguments: Mapping[str, JsonValue]
+    target: Target
+    alert_labels: Mapping[str, str] = field(default_factory=dict)
+    group_labels: Mapping[str, str] = field(default_factory=dict)
+    # The action declares itself bounded and reversible (today: a silence).
+    reversible: bool = False
+    # Untrusted text of the run addressed the model or the bot.
+    flagged: bool = False
+    # Firing alerts outside the run's group the change would affect; None: not asked.
+    others_affected: int | None = None
+
+    def labels(self) -> dict[str, str]:
+        """The labels the rules match: the alert's, overridden by the target's."""
+        return {**self.alert_labels, **self.target.labels()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +82,8 @@ class Requirement:
     approver_users: frozenset[str] = frozenset()
     approver_groups: frozenset[str] = frozenset()
     auto_approved: bool = False
+    # Only Alertmanager's answer (`others_affected`) is missing to approve it automatically.
+    awaits_alert_check: bool = False
     frozen: bool = False
     # The rule that decided, e.g. `actions[2] allow kubernetes.* (policy.yaml:14)`.
     rule: str = ""
@@ -51,14 +95,13 @@ class Requirement:
         ).describe()
 
 
-def evaluate(
-    policy: Policy,
-    action: str,
-    arguments: Mapping[str, JsonValue],
-    labels: Mapping[str, str],
-    now: datetime,
-) -> Requirement:
-    """The requirement for `action` with `arguments` on an alert with `labels` at `now`."""
+def evaluate(policy: Policy, facts: ProposalFacts, now: datetime) -> Requirement:
+    """The requirement for the proposed action described by `facts`, at `now`."""
+    action, labels = facts.action, facts.labels()
+    if facts.target.problem:
+        return Requirement(
+            allowed=False, reason=f"{action}: invalid arguments: {facts.target.problem}"
+        )
     found = next(((i, r) for i, r in enumerate(policy.actions) if r.applies(action, labels)), None)
     if found is None:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "no labels"
@@ -69,27 +112,37 @@ def evaluate(
         return Requirement(
             allowed=False, reason=f"forbidden: {rule.reason or rule.describe()}", rule=where
         )
-    refusal = _outside_limits(rule.limits, arguments) or _unlisted_webhook(
-        policy, action, arguments
+    refusal = (
+        _outside_namespace(rule, facts)
+        or _outside_limits(rule.limits, facts.arguments)
+        or _unlisted_webhook(policy, action, facts.arguments)
     )
     if refusal is not None:
         return Requirement(allowed=False, reason=refusal, rule=where)
     freeze = next((f for f in policy.freezes if f.applies(action, labels) and f.active(now)), None)
     if freeze is not None:
         return _frozen(rule, freeze, where)
-    if _auto_approves(rule, arguments, labels):
+    not_auto = _why_not_auto(rule, facts)
+    if not_auto is None and facts.others_affected == 0:
         return Requirement(
             allowed=True,
             reason=f"approved by the policy ({_auto_text(rule)})",
             auto_approved=True,
             rule=where,
         )
+    awaits_check = not_auto is None and facts.others_affected is None
+    if awaits_check:
+        not_auto = "Alertmanager was not asked which firing alerts it would affect"
+    elif not_auto is None:
+        not_auto = f"it would also affect {facts.others_affected} firing alert(s) of other groups"
+    because = f" (not approved by the policy itself: {not_auto})" if rule.auto_approve else ""
     return Requirement(
         allowed=True,
-        reason=f"needs {rule.approvals} approval(s) from {rule.approvers.describe()}",
+        reason=f"needs {rule.approvals} approval(s) from {rule.approvers.describe()}{because}",
         required_approvals=rule.approvals,
         approver_users=frozenset(rule.approvers.users),
         approver_groups=frozenset(_group(g) for g in rule.approvers.groups),
+        awaits_alert_check=awaits_check,
         rule=where,
     )
 
@@ -193,18 +246,34 @@ def _unlisted_webhook(
     return f"webhook {name!r} is not listed in the policy (listed: {listed})"
 
 
-def _auto_approves(
-    rule: ActionRule, arguments: Mapping[str, JsonValue], labels: Mapping[str, str]
-) -> bool:
+def _outside_namespace(rule: ActionRule, facts: ProposalFacts) -> str | None:
+    namespace = facts.target.namespace
+    own = facts.alert_labels.get("namespace", "")
+    if namespace is None or namespace == own or rule.cross_namespace:
+        return None
+    where = f"namespace {namespace}" if namespace else "every namespace"
+    return (
+        f"{facts.target.describe()} reaches {where}, outside the alert's namespace "
+        f"{own or '(none)'}; no rule allows it (cross_namespace: true)"
+    )
+
+
+def _why_not_auto(rule: ActionRule, facts: ProposalFacts) -> str | None:
+    """Why the policy does not approve this itself (Alertmanager's answer aside)."""
     auto = rule.auto_approve
     if auto is None:
-        return False
-    if not labels_match(auto.match, labels):
-        return False
+        return "the rule does not auto-approve"
+    if not facts.reversible:
+        return f"{facts.action} is not bounded and reversible"
+    if facts.flagged:
+        return "untrusted text in this run addressed the model or the bot"
+    if not labels_match(auto.match, facts.labels()):
+        return "the labels do not fit the rule's auto_approve match"
     if auto.max_duration_seconds is not None:
-        duration = _number(arguments, "duration_seconds")
-        return duration is not None and duration <= auto.max_duration_seconds
-    return True
+        duration = _number(facts.arguments, "duration_seconds")
+        if duration is None or duration > auto.max_duration_seconds:
+            return f"the duration is above {auto.max_duration_seconds}s"
+    return scope_problem(facts.target, facts.alert_labels, facts.group_labels)
 
 
 def _auto_text(rule: ActionRule) -> str:

@@ -16,8 +16,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from bot.errors import ConfigError
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -35,7 +33,11 @@ class Problem:
         return f"{self.file}:{self.line}: {field}{self.message}"
 
 
-class PolicyError(ConfigError):
+class PolicyConfigError(Exception):
+    """A policy that cannot be used (the pure layer's own error: it imports nothing above)."""
+
+
+class PolicyError(PolicyConfigError):
     """Policy files that cannot be used; `problems` lists all of them."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

@@ -34,8 +34,14 @@ from pydantic import (
     model_validator,
 )
 
-from bot.errors import ConfigError
-from policies.documents import PolicyError, Problem, field_path, node_line, validate_text
+from policies.documents import (
+    PolicyConfigError,
+    PolicyError,
+    Problem,
+    field_path,
+    node_line,
+    validate_text,
+)
 from policies.scope import ScopeRule
 
 # A decision recorded by the policy itself, for an auto-approved proposal.
@@ -123,11 +129,33 @@ class ActionRule(_Section):
     approvals: int = Field(default=1, ge=1, le=10)
     approvers: Approvers = Field(default_factory=Approvers)
     auto_approve: AutoApprove | None = None
+    # The action may change something outside the alert's own namespace.
+    cross_namespace: bool = False
     limits: Limits = Field(default_factory=Limits)
     reason: str = ""
     _source: str = PrivateAttr(default="")
 
     _match = field_validator("match")(_compiled)
+
+    @field_validator("auto_approve")
+    @classmethod
+    def _reversible_only(cls, auto: AutoApprove | None, info: ValidationInfo) -> AutoApprove | None:
+        """Auto-approval only for actions that declare themselves bounded and reversible."""
+        context = info.context or {}
+        reversible: Collection[str] | None = context.get("reversible_actions")
+        known: Collection[str] | None = context.get("known_actions")
+        pattern = info.data.get("action")
+        if auto is None or reversible is None or not isinstance(pattern, str):
+            return auto
+        covered = [a for a in known or reversible if fnmatchcase(a, pattern)] or [pattern]
+        others = sorted(a for a in covered if a not in reversible)
+        if others:
+            raise ValueError(
+                f"auto_approve is only for bounded, reversible actions "
+                f"({', '.join(sorted(reversible)) or 'none'}); {pattern!r} covers "
+                f"{', '.join(others)}"
+            )
+        return auto
 
     @field_validator("action")
     @classmethod
@@ -280,6 +308,18 @@ class Webhook(_Section):
     url: str = Field(pattern=r"^https?://\S+$")
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     description: str = ""
+    # Plain http only when the operator says so: the signed body and the answer travel
+    # unencrypted and anyone on the path can read or replay them.
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _https_unless_insecure(self) -> Webhook:
+        if self.url.startswith("http://") and not self.insecure:
+            raise ValueError(
+                f"url {self.url} is plain http: use https, or add `insecure: true` to "
+                "this webhook to accept an unencrypted one"
+            )
+        return self
 
 
 class Policy(_Section):
@@ -292,6 +332,9 @@ class Policy(_Section):
     routing: Routing = Field(default_factory=Routing)
     scopes: list[ScopeRule] = Field(default_factory=list)
     webhooks: list[Webhook] = Field(default_factory=list)
+    # Slack user IDs and user groups who may cancel or change any run (`/incident cancel`)
+    # besides the approvers of its actions. Both empty: nobody beyond those approvers.
+    operators: Approvers = Field(default_factory=Approvers)
 
     @field_validator("webhooks")
     @classmethod
@@ -308,23 +351,27 @@ class Policy(_Section):
 
 
 def load_policy(
-    directory: Path | None = None, *, known_actions: Collection[str] | None = None
+    directory: Path | None = None,
+    *,
+    known_actions: Collection[str] | None = None,
+    reversible_actions: Collection[str] | None = None,
 ) -> Policy:
     """The policy of `directory` (its top-level `*.yaml` files, merged in name order), or
     the shipped `policies/default.yaml` when `directory` is None or holds no policy file.
 
-    `known_actions`, when given, makes a rule naming any other action an error. Raises
+    `known_actions`, when given, makes a rule naming any other action an error;
+    `reversible_actions`, when given, makes `auto_approve` on any other action one. Raises
     `PolicyError` listing every problem of every file with its file, line and field.
     """
     if directory is not None and not directory.is_dir():
-        raise ConfigError(f"the policy directory {directory} does not exist")
+        raise PolicyConfigError(f"the policy directory {directory} does not exist")
     paths = policy_files(directory) if directory is not None else []
     if paths:
         files = [(str(path), path.read_text(encoding="utf-8")) for path in paths]
     else:
         shipped = resources.files("policies") / "default.yaml"
         files = [("policies/default.yaml", shipped.read_text(encoding="utf-8"))]
-    return read_policy(files, known_actions=known_actions)
+    return read_policy(files, known_actions=known_actions, reversible_actions=reversible_actions)
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -333,7 +380,10 @@ def policy_files(directory: Path) -> list[Path]:
 
 
 def read_policy(
-    files: Sequence[tuple[str, str]], *, known_actions: Collection[str] | None = None
+    files: Sequence[tuple[str, str]],
+    *,
+    known_actions: Collection[str] | None = None,
+    reversible_actions: Collection[str] | None = None,
 ) -> Policy:
     """Validate `(name, text)` files and merge them: lists are joined in order, and any
     other setting may be made by one file only."""
@@ -341,7 +391,10 @@ def read_policy(
     parts: list[tuple[str, Policy, yaml.Node | None]] = []
     for name, text in files:
         policy, found, root = validate_text(
-            Policy, text, file=name, context={"known_actions": known_actions}
+            Policy,
+            text,
+            file=name,
+            context={"known_actions": known_actions, "reversible_actions": reversible_actions},
         )
         problems += found
         if policy is not None:

@@ -32,7 +32,7 @@ from tests.slack_server import (
 )
 from tools.sandbox import RunningSandbox
 
-ALERTMANAGER = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
+ALERTMANAGER = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
 WEBHOOK_TOKEN = "webhook-token-for-slack-tests"
 SHOP_CHANNEL = "C0SHOP001"
 DEFAULT_CHANNEL = "C0DEFAULT1"

@@ -5,7 +5,8 @@
 otherwise), records every call, answers in Slack's shapes, keeps the messages it was
 sent (updates apply in place, with their history), validates every message's blocks with
 `slack_sdk.models.blocks` as Slack would (`invalid_blocks`, `msg_too_long`), and can
-answer the next calls of a method with 429 and `Retry-After`.
+answer the next calls of a method with 429 and `Retry-After` (`rate_limit`) or with an
+error (`fail`).
 
 Socket Mode: `apps.connections.open` (with the app token) hands out a `ws://` URL on this
 server; `send_envelope(...)` sends an envelope to the connected client and
@@ -122,6 +123,7 @@ class SlackServer:
         self.views: list[JsonDict] = []
         self.envelope_acks: dict[str, JsonDict] = {}
         self._limits: dict[str, list[int]] = {}
+        self._failures: dict[str, list[str]] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
@@ -154,6 +156,10 @@ class SlackServer:
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next `times` calls of `method` with 429 and `Retry-After`."""
         self._limits[method] = [retry_after] * times
+
+    def fail(self, method: str, error: str = "fatal_error", times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
+        self._failures[method] = [error] * times
 
     def response_url(self) -> str:
         """A fresh response URL (as Slack puts in commands and interactions)."""
@@ -200,6 +206,10 @@ class SlackServer:
                 status=429,
                 headers={"Retry-After": str(limited.pop(0))},
             )
+        failures = self._failures.get(method)
+        if failures:
+            await self._record(call)
+            return web.json_response({"ok": False, "error": failures.pop(0)})
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if request.headers.get("Authorization") != f"Bearer {expected}":
             await self._record(call)
@@ -395,6 +405,7 @@ def view_submission(view: JsonDict, *, user: str, values: JsonDict) -> str:
         "team": {"id": TEAM, "domain": "test"},
         "user": {"id": user, "username": user.lower(), "team_id": TEAM},
         "api_app_id": "A0TEST001",
+        "trigger_id": f"trigger.{uuid.uuid4().hex}",
         "view": {
             "id": "V1",
             "type": "modal",

@@ -148,7 +148,7 @@ async def test_the_terminal_shows_no_approval_for_a_forbidden_proposal(
         INCIDENT_BOT_POLICY_DIR=str(_policy_dir(tmp_path, FORBID_SHOP)),
     )
     alert_file = tmp_path / "alert.json"
-    shutil.copy(ROOT.parent / "shared/fixtures/alertmanager/firing-single.json", alert_file)
+    shutil.copy(ROOT / "tests/fixtures/alertmanager/firing-single.json", alert_file)
     code, out, err = await run_bot("triage", str(alert_file), env=env, cwd=tmp_path)
     assert code == 2, err
     assert "[needs_attention]" in out and "[awaiting_approval]" not in out
@@ -202,6 +202,7 @@ async def test_policy_check_and_explain_from_the_command_line(tmp_path: Path) ->
     assert code == 0
     assert out.splitlines() == [
         "kubernetes.rollback for namespace=shop severity=critical at 2026-11-27 10:00 UTC",
+        "  target:    not given (--args JSON); taken to be in the alert's namespace",
         f"  rule:      actions[0] allow kubernetes.rollback ({good / 'policy.yaml'}:2)",
         "  allowed:   yes",
         "  approvals: 2 from users UALICE, UBOB or groups sre",

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from bot.approvals import REVERSIBLE_ACTIONS, target_of
 from bot.models import Decision
 from bot.runbook import load_runbooks
-from policies.approval import Requirement, evaluate, may_approve, settle
+from policies.approval import ProposalFacts, Requirement, evaluate, may_approve, settle
 from policies.documents import PolicyError
 from policies.routing import channel_for
 from policies.schema import AUTO_APPROVER, Policy, load_policy, read_policy
@@ -67,8 +68,18 @@ routing:
 
 WEDNESDAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 BLACK_FRIDAY = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a Saturday, too
-PROD = {"namespace": "shop", "environment": "production", "severity": "warning"}
-STAGING = {"namespace": "shop", "environment": "staging", "severity": "critical"}
+PROD = {
+    "alertname": "HighErrorRate",
+    "namespace": "shop",
+    "environment": "production",
+    "severity": "warning",
+}
+STAGING = {
+    "alertname": "HighErrorRate",
+    "namespace": "shop",
+    "environment": "staging",
+    "severity": "critical",
+}
 SYSTEM = {"namespace": "kube-system", "environment": "production"}
 ROLLBACK = ("kubernetes.rollback", {"namespace": "shop", "deployment": "c", "to_revision": 1})
 RESTART = ("kubernetes.restart", {"namespace": "shop", "deployment": "c"})
@@ -79,12 +90,33 @@ def scale(n: int) -> tuple[str, dict[str, Any]]:
 
 
 def silence(seconds: int) -> tuple[str, dict[str, Any]]:
-    return "alertmanager.silence", {"matchers": [], "duration_seconds": seconds}
+    """A silence of exactly the alert these tests use."""
+    matchers = [
+        {"name": "alertname", "value": "HighErrorRate"},
+        {"name": "namespace", "value": "shop"},
+    ]
+    return "alertmanager.silence", {"matchers": matchers, "duration_seconds": seconds}
+
+
+def facts(call: tuple[str, dict[str, Any]], labels: dict[str, str]) -> ProposalFacts:
+    """The facts of a proposal on an alert, Alertmanager having confirmed (for a silence)
+    that it affects no other group's alerts."""
+    action, arguments = call
+    return ProposalFacts(
+        action=action,
+        arguments=arguments,
+        target=target_of(action, arguments),
+        alert_labels=labels,
+        reversible=action in REVERSIBLE_ACTIONS,
+        others_affected=0,
+    )
 
 
 @pytest.fixture(scope="module")
 def policy() -> Policy:
-    return read_policy([("policy.yaml", POLICY)], known_actions=KNOWN)
+    return read_policy(
+        [("policy.yaml", POLICY)], known_actions=KNOWN, reversible_actions=REVERSIBLE_ACTIONS
+    )
 
 
 # (action and arguments, labels, time) -> (outcome, approvals, approver users, groups)
@@ -111,7 +143,8 @@ GRID: list[tuple[tuple[str, dict[str, Any]], dict[str, str], datetime, tuple[Any
     (silence(600), STAGING, BLACK_FRIDAY, ("approve", 1, set(), set())),
     (("webhook.call", {"webhook": "flush-cache"}), PROD, WEDNESDAY, ("approve", 1, set(), set())),
     (("webhook.call", {"webhook": "rm-rf"}), PROD, WEDNESDAY, ("forbidden", 0, set(), set())),
-    (("kubernetes.delete", {}), STAGING, WEDNESDAY, ("approve", 1, set(), set())),  # k8s.*
+    # An action the bot does not have has no target: never allowed, whatever the rules say.
+    (("kubernetes.delete", {}), STAGING, WEDNESDAY, ("forbidden", 0, set(), set())),
     (("shell.exec", {}), STAGING, WEDNESDAY, ("forbidden", 0, set(), set())),  # no rule
 ]
 
@@ -132,7 +165,7 @@ def test_the_decision_is_what_the_yaml_says(
     at: datetime,
     expected: tuple[Any, ...],
 ) -> None:
-    req = evaluate(policy, call[0], call[1], labels, at)
+    req = evaluate(policy, facts(call, labels), at)
     got = (outcome(req), req.required_approvals, set(req.approver_users), set(req.approver_groups))
     assert got == expected, req.reason
     assert req.reason
@@ -151,7 +184,7 @@ APPROVERS = [
 
 @pytest.mark.parametrize(("user", "groups", "allowed"), APPROVERS)
 def test_who_may_approve(policy: Policy, user: str, groups: frozenset[str], allowed: bool) -> None:
-    req = evaluate(policy, *ROLLBACK, PROD, WEDNESDAY)
+    req = evaluate(policy, facts(ROLLBACK, PROD), WEDNESDAY)
     assert may_approve(req, user, groups) is allowed
 
 
@@ -166,7 +199,7 @@ def _decision(user: str, verdict: str = "approve", groups: tuple[str, ...] = ())
 
 
 def test_only_allowed_and_distinct_approvers_settle_a_proposal(policy: Policy) -> None:
-    req = evaluate(policy, *ROLLBACK, PROD, WEDNESDAY)
+    req = evaluate(policy, facts(ROLLBACK, PROD), WEDNESDAY)
     assert settle(req, [_decision("UALICE"), _decision("UALICE")]) == "pending"
     assert settle(req, [_decision("UALICE"), _decision("UMALLORY")]) == "pending"
     assert settle(req, [_decision("UALICE"), _decision("UMALLORY", "reject")]) == "pending"
@@ -175,9 +208,9 @@ def test_only_allowed_and_distinct_approvers_settle_a_proposal(policy: Policy) -
     )
     assert settle(req, [_decision("UALICE"), _decision("UBOB", "reject")]) == "rejected"
     assert settle(req, [_decision(AUTO_APPROVER)]) == "pending"  # not auto-approvable
-    auto = evaluate(policy, *silence(60), PROD, WEDNESDAY)
+    auto = evaluate(policy, facts(silence(60), PROD), WEDNESDAY)
     assert settle(auto, [_decision(AUTO_APPROVER)]) == "approved"
-    forbidden = evaluate(policy, *ROLLBACK, SYSTEM, WEDNESDAY)
+    forbidden = evaluate(policy, facts(ROLLBACK, SYSTEM), WEDNESDAY)
     assert settle(forbidden, [_decision("UALICE"), _decision("UBOB")]) == "rejected"
 
 
@@ -198,7 +231,9 @@ actions:
     match: {namespace: "shop("}
 """
     with pytest.raises(PolicyError) as caught:
-        read_policy([("ops/policy.yaml", text)], known_actions=KNOWN)
+        read_policy(
+            [("ops/policy.yaml", text)], known_actions=KNOWN, reversible_actions=REVERSIBLE_ACTIONS
+        )
     found = [(p.file, p.line, p.field) for p in caught.value.problems]
     assert found == [
         ("ops/policy.yaml", 4, "actions[0].approvals"),
@@ -226,7 +261,7 @@ def test_a_directory_merges_its_files_and_refuses_a_setting_made_twice(tmp_path:
     (tmp_path / "20-more.yaml").write_text(
         "approval_timeout_seconds: 60\nactions:\n  - action: kubernetes.restart\n"
     )
-    policy = load_policy(tmp_path, known_actions=KNOWN)
+    policy = load_policy(tmp_path, known_actions=KNOWN, reversible_actions=REVERSIBLE_ACTIONS)
     assert [r.action for r in policy.actions] == ["kubernetes.rollback", "kubernetes.restart"]
     assert policy.approval_timeout_seconds == 60
     assert policy.actions[1].source == f"{tmp_path / '20-more.yaml'}:3"
@@ -236,7 +271,7 @@ def test_a_directory_merges_its_files_and_refuses_a_setting_made_twice(tmp_path:
 
 
 def test_the_shipped_policy_is_valid_and_used_without_policy_files(tmp_path: Path) -> None:
-    shipped = load_policy(None, known_actions=KNOWN)
+    shipped = load_policy(None, known_actions=KNOWN, reversible_actions=REVERSIBLE_ACTIONS)
     assert {r.action for r in shipped.actions} >= set(KNOWN)
     assert load_policy(tmp_path) == shipped  # a directory with only runbooks, say
 

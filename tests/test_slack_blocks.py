@@ -36,7 +36,9 @@ def _huge_run(status: RunStatus) -> Run:
     ]
     proposal = Proposal(
         action="kubernetes.rollback",
-        arguments={"namespace": "shop", "deployment": "checkout", "note": BIG},
+        # Valid arguments (else the policy forbids it and no buttons are shown); the
+        # model's own texts around them are huge.
+        arguments={"namespace": "shop", "deployment": "checkout", "to_revision": 1},
         target="shop/checkout " + "y" * 3000,
         rationale=BIG,
         risk="medium",

@@ -3,12 +3,12 @@ values, the series of a matcher and metric metadata (types, help texts, units)."
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from tools.patterns import MAX_PATTERN_CHARS, BoundedPattern, PatternError, compile_pattern
 from tools.prometheus_http import PrometheusError, prometheus_api
 from tools.toolset import Health, ToolContext, ToolResult, tool
 
@@ -42,8 +42,8 @@ def _capped(items: list[JsonValue], what: str) -> tuple[list[JsonValue], str | N
     return items[:MAX_ITEMS], f"{len(items)} {what}; showing the first {MAX_ITEMS}: filter more"
 
 
-def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    return re.compile(pattern) if pattern else None
+def _compile(pattern: str | None, what: str) -> BoundedPattern | None:
+    return compile_pattern(pattern, what=what) if pattern else None
 
 
 def _window(minutes: int) -> list[tuple[str, str]]:
@@ -57,6 +57,7 @@ class AlertsInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alertname: str | None = Field(
         default=None,
+        max_length=MAX_PATTERN_CHARS,
         description="Regular expression the alert name must fully match; omit for all.",
         examples=["HighErrorRate|KubePodCrashLooping"],
     )
@@ -81,7 +82,19 @@ async def alerts(ctx: ToolContext, args: AlertsInput) -> ToolResult:
         data = await prometheus_api(ctx, "alerts", {})
     except PrometheusError as exc:
         return ToolResult.fail(str(exc))
-    name = _compile(args.alertname)
+    try:
+        found = _matching_alerts(data, args, _compile(args.alertname, "alertname"))
+    except PatternError as exc:
+        return ToolResult.fail(str(exc))
+    if not found:
+        return ToolResult.no_data("no active alerts match the filters")
+    items, note = _capped(found, "alerts")
+    return ToolResult.ok(items, note=note)
+
+
+def _matching_alerts(
+    data: JsonValue, args: AlertsInput, name: BoundedPattern | None
+) -> list[JsonValue]:
     found: list[JsonValue] = []
     for alert in _objects(_field(data, "alerts")):
         labels = _labels(alert)
@@ -100,10 +113,7 @@ async def alerts(ctx: ToolContext, args: AlertsInput) -> ToolResult:
                 "value": alert.get("value"),
             }
         )
-    if not found:
-        return ToolResult.no_data("no active alerts match the filters")
-    items, note = _capped(found, "alerts")
-    return ToolResult.ok(items, note=note)
+    return found
 
 
 class RulesInput(BaseModel):
@@ -112,6 +122,7 @@ class RulesInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(
         default=None,
+        max_length=MAX_PATTERN_CHARS,
         description="Regular expression the rule's alert name must fully match.",
         examples=["HighErrorRate"],
     )
@@ -131,7 +142,19 @@ async def alerting_rules(ctx: ToolContext, args: RulesInput) -> ToolResult:
         data = await prometheus_api(ctx, "rules", {"type": "alert"})
     except PrometheusError as exc:
         return ToolResult.fail(str(exc))
-    name = _compile(args.name)
+    try:
+        found = _matching_rules(data, args, _compile(args.name, "name"))
+    except PatternError as exc:
+        return ToolResult.fail(str(exc))
+    if not found:
+        return ToolResult.no_data("no alerting rules match")
+    items, note = _capped(found, "rules")
+    return ToolResult.ok(items, note=note)
+
+
+def _matching_rules(
+    data: JsonValue, args: RulesInput, name: BoundedPattern | None
+) -> list[JsonValue]:
     found: list[JsonValue] = []
     for group in _objects(_field(data, "groups")):
         for rule in _objects(group.get("rules")):
@@ -153,10 +176,7 @@ async def alerting_rules(ctx: ToolContext, args: RulesInput) -> ToolResult:
                     "active_alerts": len(_objects(rule.get("alerts"))),
                 }
             )
-    if not found:
-        return ToolResult.no_data("no alerting rules match")
-    items, note = _capped(found, "rules")
-    return ToolResult.ok(items, note=note)
+    return found
 
 
 class LabelValuesInput(BaseModel):

@@ -58,7 +58,12 @@ class WebhookBody(BaseModel):
 
     def to_alerts(self) -> list[Alert]:
         """The body's alerts, all in the body's group."""
-        return [to_alert(a, group_key=self.group_key, link=self.external_url) for a in self.alerts]
+        return [
+            to_alert(
+                a, group_key=self.group_key, link=self.external_url, group_labels=self.group_labels
+            )
+            for a in self.alerts
+        ]
 
 
 def parse_document(document: Any) -> list[Alert]:
@@ -72,7 +77,13 @@ def parse_document(document: Any) -> list[Alert]:
     return [to_alert(single, group_key=None, link=None)]
 
 
-def to_alert(alert: WebhookAlert, *, group_key: str | None, link: str | None) -> Alert:
+def to_alert(
+    alert: WebhookAlert,
+    *,
+    group_key: str | None,
+    link: str | None,
+    group_labels: dict[str, str] | None = None,
+) -> Alert:
     """One webhook alert as an `Alert`; without a group key, its labels make one."""
     labels = alert.labels
     fingerprint = alert.fingerprint or ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -89,6 +100,7 @@ def to_alert(alert: WebhookAlert, *, group_key: str | None, link: str | None) ->
         ends_at=None if alert.ends_at in (None, _ZERO_TIME) else alert.ends_at,
         generator_url=alert.generator_url,
         links=[u for u in (alert.generator_url, alert.annotations.get("runbook_url"), link) if u],
+        group_labels=group_labels or {},
     )
 
 

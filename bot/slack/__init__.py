@@ -2,5 +2,6 @@
 
 Read in this order: `client.py` (the Web API client), `refs.py` (where a run's messages
 are), `blocks.py` (what they look like), `threads.py` (the listener that posts them as a
-run moves), `interactions.py` and `commands.py` (what people do), `app.py` (the wiring).
+run moves), `interactions.py` and `commands.py` (what people do), `payloads.py` (what a
+request must hold), `deliveries.py` (each delivery acts once), `app.py` (the wiring).
 """

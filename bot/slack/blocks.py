@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.approvals import describe_target
 from bot.models import Decision, Finding, Run, RunStatus
 
 MAX_BLOCKS = 50
@@ -38,6 +39,7 @@ HEADER_CHARS = 150
 FALLBACK_CHARS = 3000
 FINDINGS_PER_MESSAGE = 10
 FINDINGS_IN_PROPOSAL = 5
+FLAGS_SHOWN = 5
 _NOTE_CHARS = 40  # room for " … (123,456 more characters)"
 
 APPROVE = "approve"
@@ -228,7 +230,9 @@ def proposal_message(
     """The findings, the proposed action exactly, and the Approve/Reject buttons."""
     assert run.proposal is not None  # noqa: S101 - only called with a proposal
     p = run.proposal
-    blocks: list[Block] = [_header(f"✋ Proposed: {p.action} on {p.target}")]
+    target = describe_target(p)
+    blocks: list[Block] = [_header(f"✋ Proposed: {p.action} on {target}")]
+    blocks += [section(f"⚠️ {escape(flag.describe())}") for flag in run.flags[:FLAGS_SHOWN]]
     if run.summary:
         blocks.append(section(f"*Summary*\n{escape(run.summary)}"))
     shown = run.findings[:FINDINGS_IN_PROPOSAL]
@@ -241,12 +245,13 @@ def proposal_message(
         _fields(
             [
                 ("Action", f"`{escape(p.action)}`"),
-                ("Target", escape(p.target)),
+                ("Target", escape(target)),
                 ("Risk", risk),
                 ("Run", f"`{run.id}`"),
             ]
         )
     )
+    blocks.append(_context(f"The investigation described the target as: {escape(p.target)}"))
     blocks.append(section("*Arguments*\n" + code(json.dumps(p.arguments, indent=2), 2900)))
     blocks.append(section("*Dry run*\n" + code(dry_run, 2900)))
     blocks.append(section(f"*Why*\n{escape(p.rationale)}"))
@@ -263,7 +268,7 @@ def proposal_message(
         if run.outcome and run.status.terminal:
             line += f": {escape(run.outcome)}"
         blocks.append(section(line))
-    return SlackMessage(f"Approval needed: {p.action} on {p.target}", tuple(blocks))
+    return SlackMessage(f"Approval needed: {p.action} on {target}", tuple(blocks))
 
 
 def _buttons(run: Run) -> ActionsBlock:
@@ -271,7 +276,7 @@ def _buttons(run: Run) -> ActionsBlock:
     value = json.dumps({"run": run.id, "proposal": run.proposal.id})
     confirm = ConfirmObject(
         title="Run this action?",
-        text=cut(f"{run.proposal.action} on {run.proposal.target}", 300),
+        text=cut(f"{run.proposal.action} on {describe_target(run.proposal)}", 300),
         confirm="Approve",
         deny="Back",
     )
@@ -338,7 +343,7 @@ def run_status(run: Run) -> SlackMessage:
         blocks.append(section(escape(run.summary)))
     if run.proposal is not None:
         p = run.proposal
-        blocks.append(section(f"Proposal: `{escape(p.action)}` on {escape(p.target)}"))
+        blocks.append(section(f"Proposal: `{escape(p.action)}` on {escape(describe_target(p))}"))
     if run.outcome:
         blocks.append(section(f"Outcome: {escape(run.outcome)}"))
     return SlackMessage(f"{run.id}: {run.status.value}", tuple(blocks))

@@ -1,7 +1,12 @@
 """`/incident` and `@mention`: ad-hoc investigations, the list of runs, status and cancel.
 
-Every listener acks first; an investigation is a run like any other (an `Alert` from
-source `slack`) put on the work queue, and its thread is posted by the thread listener.
+A command acks first and its work runs after the ack, once per `trigger_id` (a replay
+of the signed request does nothing). A mention is answered once it was handled, 503
+when that failed so that Slack retries it; a retry of a handled one is dropped. An
+investigation is a run like any other (an `Alert` from source `slack`) put on the work
+queue, and its thread is posted by the thread listener. Cancelling a run is for the
+people the policy lets approve its actions and for the policy's operators
+(`bot.run_permissions`).
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.checkpoints import Checkpointer
 from bot.deps import Deps
-from bot.errors import LeaseHeld, RunNotFound
-from bot.models import Alert, Run, RunStatus
+from bot.errors import LeaseHeld, RunExists, RunNotFound
+from bot.models import Alert, Run, RunStatus, utcnow
+from bot.run_permissions import groups_that_may_change, why_not_allowed_to_change
 from bot.runs import start_run
 from bot.slack import blocks
+from bot.slack.approvers import GroupMembers
+from bot.slack.deliveries import AfterAck, Deliveries
+from bot.slack.payloads import EventCallback, Mention
 from bot.slack.refs import MessageRefs
 from bot.slack.threads import SlackThreads
 
@@ -35,59 +45,116 @@ _BUSY = {RunStatus.EXECUTING, RunStatus.VERIFYING}
 class Commands:
     """The `/incident` command and `app_mention` events."""
 
-    def __init__(self, deps: Deps, threads: SlackThreads, refs: MessageRefs) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        threads: SlackThreads,
+        refs: MessageRefs,
+        members: GroupMembers,
+        after_ack: AfterAck,
+        deliveries: Deliveries,
+    ) -> None:
         self._deps = deps
         self._threads = threads
         self._refs = refs
+        self._members = members
+        self._after_ack = after_ack
+        self._deliveries = deliveries
 
     async def incident(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         """`/incident investigate <question> | list | status <run> | cancel <run> | help`."""
         verb, _, rest = str(command.get("text") or "").strip().partition(" ")
         rest = rest.strip()
+        word = rest.split()[0] if rest else ""
+        user, channel, trigger = command["user_id"], command["channel_id"], command["trigger_id"]
         match verb.lower():
             case "investigate" if rest:
                 await ack(text=f"Investigating: {blocks.cut(rest, 200)}", response_type="ephemeral")
-                await self.investigate(
-                    rest, user=command["user_id"], channel=command["channel_id"], ts=None
+                self._after_ack.run(
+                    trigger, "investigate", lambda: self._investigate(rest, user, channel)
                 )
             case "list":
                 await ack()
-                runs = await self._deps.store.list_runs(limit=40, active_only=True)
-                await respond(response_type="ephemeral", **blocks.run_list(runs).payload())
+                self._after_ack.run(trigger, "list", lambda: self._list(respond))
             case "status" if rest:
                 await ack()
-                try:
-                    run = await self._deps.store.load(rest.split()[0])
-                except RunNotFound:
-                    await respond(text=f"No run `{rest.split()[0]}`.", response_type="ephemeral")
-                    return
-                await respond(response_type="ephemeral", **blocks.run_status(run).payload())
+                self._after_ack.run(trigger, "status", lambda: self._status(word, respond))
             case "cancel" if rest:
                 await ack()
-                text = await self.cancel(rest.split()[0], user=command["user_id"])
-                await respond(text=text, response_type="ephemeral")
+                self._after_ack.run(trigger, "cancel", lambda: self._cancel(word, user, respond))
             case _:
                 await ack(text=blocks.HELP, response_type="ephemeral")
 
-    async def mention(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        """`@incident-bot <question>` in a channel or thread: investigate it there."""
-        channel, ts = event["channel"], event["ts"]
-        thread = event.get("thread_ts") or ts
-        question = _MENTION.sub("", str(event.get("text") or "")).strip()
+    async def unknown(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        """Any other slash command routed to the bot: say which one it answers."""
+        name = blocks.escape(blocks.cut(str(command.get("command") or ""), 40))
+        await ack(
+            text=f"incident-bot does not answer `{name}`.\n{blocks.HELP}",
+            response_type="ephemeral",
+        )
+
+    async def mention(self, body: dict[str, Any], client: AsyncWebClient) -> BoltResponse | None:
+        """`@incident-bot <question>` in a channel or thread: investigate it there.
+
+        Answered once handled (Bolt acks after the listener returns): 503 when handling
+        failed or is under way elsewhere, so that Slack delivers the event again.
+        """
+        event_id = EventCallback.model_validate(body).event_id
+        mention = Mention.model_validate(body["event"])
+        try:
+            outcome = await self._deliveries.handle_event(
+                event_id, lambda: self._mentioned(mention, client)
+            )
+        except Exception:  # the listener's boundary: logged, and Slack retries the event
+            log.exception("slack: handling a mention failed", extra={"event_id": event_id})
+            return _retry_later("handling the event failed")
+        if outcome == "busy":
+            return _retry_later("the event is being handled")
+        if outcome == "repeated":
+            log.info("slack: dropped a repeated event", extra={"event_id": event_id})
+        return None
+
+    async def _mentioned(self, event: Mention, client: AsyncWebClient) -> None:
+        channel, ts = event.channel, event.ts
+        thread = event.thread_ts or ts
+        question = _MENTION.sub("", event.text).strip()
         if not question:
             await client.chat_postMessage(channel=channel, thread_ts=thread, text=blocks.HELP)
             return
         context = ""
-        if event.get("thread_ts"):
-            context = await self._thread_context(client, channel, event["thread_ts"], ts)
+        if event.thread_ts:
+            context = await self._thread_context(client, channel, event.thread_ts, ts)
         await self.investigate(
             question,
-            user=event.get("user", ""),
+            user=event.user,
             channel=channel,
             ts=ts,
             thread=thread,
             context=context,
+            run_id=_run_id_for(channel, ts),
         )
+
+    async def _show(self, run: Run) -> None:
+        await self._threads.on_checkpoint(run, ())
+
+    async def _investigate(self, question: str, user: str, channel: str) -> None:
+        await self.investigate(question, user=user, channel=channel, ts=None)
+
+    async def _list(self, respond: AsyncRespond) -> None:
+        runs = await self._deps.store.list_runs(limit=40, active_only=True)
+        await respond(response_type="ephemeral", **blocks.run_list(runs).payload())
+
+    async def _status(self, run_id: str, respond: AsyncRespond) -> None:
+        try:
+            run = await self._deps.store.load(run_id)
+        except RunNotFound:
+            await respond(text=f"No run `{_shown(run_id)}`.", response_type="ephemeral")
+            return
+        await respond(response_type="ephemeral", **blocks.run_status(run).payload())
+
+    async def _cancel(self, run_id: str, user: str, respond: AsyncRespond) -> None:
+        text = await self.cancel(run_id, user=user)
+        await respond(text=text, response_type="ephemeral")
 
     async def investigate(
         self,
@@ -98,11 +165,14 @@ class Commands:
         ts: str | None,
         thread: str | None = None,
         context: str = "",
+        run_id: str | None = None,
     ) -> Run:
         """Start an ad-hoc run for `question`; its thread goes to `channel` (or `thread`).
 
         `key=value` words in the question become the alert's labels, so policies,
-        runbooks and tool scopes apply to it as to an alert with those labels.
+        runbooks and tool scopes apply to it as to an alert with those labels. With
+        `run_id`, a second call (a retried event whose first handling failed half-way)
+        carries on with the run the first one created instead of starting another.
         """
         origin = ts or hashlib.sha256(f"{channel}{user}{question}".encode()).hexdigest()[:16]
         labels = {k: v for k, v in _LABEL.findall(question)}
@@ -117,17 +187,31 @@ class Commands:
             labels=labels,
             annotations=annotations,
         )
-        run = await start_run(self._deps, alert, trigger="slack")
+        try:
+            run = await start_run(self._deps, alert, trigger="slack", run_id=run_id)
+        except RunExists:
+            assert run_id is not None  # noqa: S101 - only a given id can exist already
+            run = await self._deps.store.load(run_id)
         refs = {"channel": channel, "requested_by": user}
         await self._refs.set(run.id, refs | ({"thread_ts": thread} if thread else {}))
         await self._deps.queue.enqueue(run.id, "start")
         log.info("slack investigation started", extra={"run_id": run.id})
-        await self._threads.on_checkpoint(run, ())  # its thread shows it queued at once
+        # Its thread shows it queued at once, posted after the answer: the run is safe in
+        # Redis and queued, and a mention is answered only when this returns.
+        self._after_ack.run(None, "post the run's thread", lambda: self._show(run))
         return run
 
     async def cancel(self, run_id: str, *, user: str) -> str:
-        """Cancel a run that is not being worked on right now; returns the answer."""
+        """Cancel a run that is not being worked on right now, if `user` may change it
+        (`bot.run_permissions`); returns the answer."""
         store = self._deps.store
+        shown = _shown(run_id)
+        try:
+            refusal = await self._refusal(await store.load(run_id), user)
+        except RunNotFound:
+            return f"No run `{shown}`."
+        if refusal is not None:
+            return f"You may not cancel `{shown}`: {refusal}. Nothing was changed."
         owner = f"{self._deps.owner}/cancel"
         try:
             await store.acquire_lease(run_id, owner, self._deps.settings.lease_seconds)
@@ -137,6 +221,9 @@ class Commands:
             run = await store.load(run_id)
             if run.status.terminal or run.status in _BUSY:
                 return f"`{run_id}` is {blocks.status_label(run.status)}: it cannot be cancelled."
+            refusal = await self._refusal(run, user)  # its proposal may have changed since
+            if refusal is not None:
+                return f"You may not cancel `{run_id}`: {refusal}. Nothing was changed."
             checkpoints = Checkpointer(
                 store=store,
                 metrics=self._deps.metrics,
@@ -156,7 +243,15 @@ class Commands:
             return f"No run `{run_id}`."
         finally:
             await store.release_lease(run_id, owner)
+        log.info("run cancelled in slack", extra={"run_id": run_id, "user": user})
         return f"`{run_id}` is cancelled."
+
+    async def _refusal(self, run: Run, user: str) -> str | None:
+        """Why `user` may not change the run (their groups looked up in Slack), or None."""
+        policy, now = self._deps.policy, utcnow()
+        among = await groups_that_may_change(policy, run, now=now)
+        groups = await self._members.groups_of(user, among)
+        return await why_not_allowed_to_change(policy, run, user, groups, now=now)
 
     async def _thread_context(
         self, client: AsyncWebClient, channel: str, thread: str, before: str
@@ -170,3 +265,17 @@ class Commands:
         ]
         text = "\n".join(lines)
         return text if len(text) <= CONTEXT_CHARS else "…" + text[-CONTEXT_CHARS:]
+
+
+def _run_id_for(channel: str, ts: str) -> str:
+    """The run of the mention at `ts` in `channel`: the same for every delivery of it."""
+    return "run-" + hashlib.sha256(f"slack-mention:{channel}:{ts}".encode()).hexdigest()[:12]
+
+
+def _shown(run_id: str) -> str:
+    """A run id as typed by someone, safe to echo."""
+    return blocks.escape(blocks.cut(run_id, 80))
+
+
+def _retry_later(reason: str) -> BoltResponse:
+    return BoltResponse(status=503, body={"error": reason})

@@ -2,68 +2,101 @@
 
 Nothing waits in memory for a person: a click is checked against the policy (who may
 approve this action for this alert), recorded idempotently in Redis, and a resume entry
-goes on the work queue for any replica's workers. Refusals (not an approver, already
-decided, expired) are answered ephemerally to the person who clicked.
+goes on the work queue for any replica's workers. The work runs after the ack, once per
+`trigger_id` (a replayed signed click does nothing). Refusals (not an approver, already
+decided, expired, a button or modal the bot did not make) are answered ephemerally to
+the person who clicked.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.approvals import requirement_for
+from bot.approvals import assess
 from bot.deps import Deps
 from bot.errors import ProposalError, RunNotFound
 from bot.models import Decision, RunStatus, utcnow
 from bot.runs import record_decision
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers, approvers
+from bot.slack.deliveries import AfterAck
+from bot.slack.payloads import BlockActions, ViewSubmission
 from bot.slack.refs import MessageRefs
 from bot.slack.threads import SlackThreads
 from policies.approval import may_approve
+from tools.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
 Verdict = Literal["approve", "reject"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """The proposal a button or modal is about."""
+NOT_OURS = "This is not a button or form incident-bot made; nothing was recorded."
 
-    run_id: str
-    proposal_id: str
 
-    @classmethod
-    def from_json(cls, text: str) -> Target:
-        """Read the `{"run": ..., "proposal": ...}` a button or modal carries."""
-        value = json.loads(text)
-        return cls(run_id=str(value["run"]), proposal_id=str(value["proposal"]))
+class Target(BaseModel):
+    """The proposal a button or modal is about: the `{"run": ..., "proposal": ...}`
+    the bot wrote into it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    run_id: str = Field(alias="run", min_length=1, max_length=100)
+    proposal_id: str = Field(alias="proposal", min_length=1, max_length=100)
+
+
+class ModalMetadata(Target):
+    """The reject modal's `private_metadata`: the target and where to answer."""
+
+    channel: str = ""
+
+
+T = TypeVar("T", bound=Target)
+
+
+def read_value(model: type[T], text: str) -> T | None:
+    """The target a button value or modal metadata names; None when the bot did not
+    write it (not JSON, or not its fields)."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError:
+        return None
 
 
 class Interactions:
     """The listeners of the proposal message's buttons and of the reject modal."""
 
     def __init__(
-        self, deps: Deps, threads: SlackThreads, members: GroupMembers, refs: MessageRefs
+        self,
+        deps: Deps,
+        threads: SlackThreads,
+        members: GroupMembers,
+        refs: MessageRefs,
+        after_ack: AfterAck,
     ) -> None:
         self._deps = deps
         self._threads = threads
         self._members = members
         self._refs = refs
+        self._after_ack = after_ack
 
     async def approve(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """The Approve button."""
         await ack()
-        target = Target.from_json(body["actions"][0]["value"])
-        refusal = await self.decide(target, body["user"]["id"], "approve")
+        click = BlockActions.model_validate(body)
+        self._after_ack.run(click.trigger_id, "approve", lambda: self._approve(click, respond))
+
+    async def _approve(self, click: BlockActions, respond: AsyncRespond) -> None:
+        target = read_value(Target, click.actions[0].value)
+        refusal = (
+            NOT_OURS if target is None else await self.decide(target, click.user.id, "approve")
+        )
         if refusal is not None:
             await respond(text=refusal, response_type="ephemeral", replace_original=False)
 
@@ -72,29 +105,52 @@ class Interactions:
     ) -> None:
         """The Reject button: ask for an optional reason (a modal) before recording."""
         await ack()
-        target = Target.from_json(body["actions"][0]["value"])
+        click = BlockActions.model_validate(body)
+        self._after_ack.run(
+            click.trigger_id, "reject", lambda: self._ask_reason(click, client, respond)
+        )
+
+    async def _ask_reason(
+        self, click: BlockActions, client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        target = read_value(Target, click.actions[0].value)
+        if target is None:
+            await respond(text=NOT_OURS, response_type="ephemeral", replace_original=False)
+            return
         try:
             run = await self._deps.store.load(target.run_id)
         except RunNotFound:
             await respond(text="This run no longer exists.", response_type="ephemeral")
             return
         what = f"{run.proposal.action} on {run.proposal.target}" if run.proposal else "this"
-        channel = (body.get("channel") or body.get("container") or {}).get("id") or ""
+        channel = click.channel.id if click.channel else ""
         view = blocks.reject_modal(target.run_id, target.proposal_id, what, {"channel": channel})
-        await client.views_open(trigger_id=body["trigger_id"], view=view)
+        await client.views_open(trigger_id=click.trigger_id, view=view)
 
     async def reject_submitted(
-        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient
     ) -> None:
         """The reject modal was submitted: record the rejection with its reason."""
+        submitted = ViewSubmission.model_validate(body)
+        metadata = read_value(ModalMetadata, submitted.view.private_metadata)
+        if metadata is None:  # shown under the reason field; the modal stays open
+            await ack(response_action="errors", errors={"reason": NOT_OURS})
+            return
         await ack()
-        metadata = json.loads(view["private_metadata"])
-        target = Target.from_json(view["private_metadata"])
-        state = view.get("state", {}).get("values", {})
-        reason = str(state.get("reason", {}).get("reason", {}).get("value") or "")
-        user = body["user"]["id"]
-        refusal = await self.decide(target, user, "reject", reason)
-        channel = metadata.get("channel") or (await self._refs.load(target.run_id)).get("channel")
+        typed = submitted.view.state.values.get("reason", {}).get("reason")
+        reason = (typed.value if typed else None) or ""
+        user = submitted.user.id
+        self._after_ack.run(
+            submitted.trigger_id,
+            "reject reason",
+            lambda: self._rejected(metadata, user, reason, client),
+        )
+
+    async def _rejected(
+        self, metadata: ModalMetadata, user: str, reason: str, client: AsyncWebClient
+    ) -> None:
+        refusal = await self.decide(metadata, user, "reject", reason)
+        channel = metadata.channel or (await self._refs.load(metadata.run_id)).get("channel")
         if refusal is not None and channel:
             await client.chat_postEphemeral(channel=channel, user=user, text=refusal)
 
@@ -118,7 +174,7 @@ class Interactions:
             )
         if utcnow() - proposal.proposed_at > timedelta(seconds=deps.approval_timeout_seconds):
             return "This proposal expired: it waited longer than the approval timeout."
-        requirement = requirement_for(deps.policy, run, proposal)
+        requirement = await assess(deps.policy, run, proposal, now=utcnow())
         if not requirement.allowed:
             return f"The policy does not allow this action here: {requirement.reason}."
         groups = await self._members.groups_of(user, requirement.approver_groups)
@@ -132,7 +188,7 @@ class Interactions:
             proposal_id=proposal.id,
             user=user,
             verdict=verdict,
-            reason=reason,
+            reason=redact_text(reason),  # typed in Slack: untrusted
             via="slack",
             groups=sorted(groups),
         )

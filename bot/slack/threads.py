@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals import assess
 from bot.dedup import Admission
 from bot.deps import Deps
 from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.remediation import dry_run
 from bot.slack import blocks
 from bot.slack.approvers import gate
 from bot.slack.pacing import ChannelPacer, Coalescer
 from bot.slack.refs import MessageRefs
-from policies.approval import evaluate
 from policies.routing import channel_for
 
 log = logging.getLogger(__name__)
@@ -182,13 +183,7 @@ class SlackThreads:
     async def proposal_message(self, run: Run, dry_run: str) -> blocks.SlackMessage:
         """The run's proposal message as it should look now (decisions included)."""
         assert run.proposal is not None  # noqa: S101
-        requirement = evaluate(
-            self._deps.policy,
-            run.proposal.action,
-            run.proposal.arguments,
-            run.alert.labels,
-            utcnow(),
-        )
+        requirement = await assess(self._deps.policy, run, run.proposal, now=utcnow())
         decisions = run.decisions or await self._deps.store.decisions(run.id, run.proposal.id)
         return blocks.proposal_message(
             run, dry_run=dry_run, gate=gate(requirement), decisions=decisions
@@ -197,14 +192,7 @@ class SlackThreads:
     async def dry_run(self, run: Run) -> str:
         """What the proposed action would change, in the action's own words."""
         assert run.proposal is not None  # noqa: S101
-        action = self._deps.actions.get(run.proposal.action)
-        if action is None:
-            return f"unknown action {run.proposal.action}"
-        try:
-            args = action.input_model.model_validate(run.proposal.arguments)
-            return await action.dry_run(self._deps.action_context, args)
-        except Exception as exc:  # the dry run informs; its failure must not hide the rest
-            return f"(dry run failed: {exc})"
+        return await dry_run(self._deps.actions, self._deps.action_context, run.proposal)
 
     async def update_proposal(self, run: Run) -> None:
         """Redraw the proposal message (after a decision), if it was posted."""

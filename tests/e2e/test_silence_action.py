@@ -105,11 +105,15 @@ async def test_a_short_silence_of_a_warning_is_approved_by_the_policy_and_runs_o
 ) -> None:
     directory = policy_dir(
         tmp_path,
-        policy=None,  # the shipped default: non-critical silences up to 1 h need no human
+        policy=None,  # the shipped default: a non-critical silence of the run's own alert
+        # for up to 1 h needs no human
         alertname="NoisyWarning",
         action="alertmanager.silence",
         arguments={
-            "matchers": [{"name": "alertname", "value": "{{ labels.alertname }}"}],
+            "matchers": [
+                {"name": "alertname", "value": "{{ labels.alertname }}"},
+                {"name": "namespace", "value": "{{ labels.namespace }}"},
+            ],
             "duration_seconds": 3600,
         },
     )

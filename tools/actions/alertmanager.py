@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies.target import SilenceMatcher, Target
 from tools.actions.base import Action, ActionContext, ActionError
 
 CREATED_BY = "incident-bot"
@@ -29,10 +30,14 @@ class Matcher(BaseModel):
     is_regex: bool = False
     is_equal: bool = True
 
+    def as_target(self) -> SilenceMatcher:
+        """The matcher as the policy reads it."""
+        return SilenceMatcher(
+            name=self.name, value=self.value, is_regex=self.is_regex, is_equal=self.is_equal
+        )
+
     def __str__(self) -> str:
-        op = ("=" if self.is_equal else "!") + ("~" if self.is_regex else "")
-        op = {"=": "=", "=~": "=~", "!": "!=", "!~": "!~"}[op]
-        return f"{self.name}{op}{json.dumps(self.value)}"
+        return str(self.as_target())
 
 
 class SilenceInput(BaseModel):
@@ -62,8 +67,11 @@ def _base(ctx: ActionContext) -> str:
 async def _call(ctx: ActionContext, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
     url = f"{_base(ctx)}{path}"
     timeout = aiohttp.ClientTimeout(total=ctx.timeout_seconds)
+    auth = ctx.alertmanager_auth
     try:
-        async with ctx.http.request(method, url, timeout=timeout, **kwargs) as response:
+        async with ctx.http.request(
+            method, url, timeout=timeout, headers=dict(auth.headers), ssl=auth.ssl, **kwargs
+        ) as response:
             text = await response.text()
             if response.status >= 300:
                 raise ActionError(f"Alertmanager answered {response.status} to {what}: {text}")
@@ -132,6 +140,21 @@ async def observe(ctx: ActionContext, args: SilenceInput) -> str:
     return _describe(found)
 
 
+def target(args: SilenceInput) -> Target:
+    """The alerts it silences: its matchers, in the namespace an equality matcher names
+    (every namespace when none does)."""
+    matchers = tuple(m.as_target() for m in args.matchers)
+    namespace = next((m.value for m in matchers if m.name == "namespace" and m.equality), "")
+    return Target(kind="silence", namespace=namespace, matchers=matchers)
+
+
+async def firing_alerts(ctx: ActionContext, args: SilenceInput) -> list[dict[str, Any]]:
+    """The alerts Alertmanager has now (active, silenced or not) that the silence matches."""
+    params = [("filter", str(m)) for m in args.matchers] + [("active", "true")]
+    alerts = await _call(ctx, "GET", "/api/v2/alerts", what="listing alerts", params=params)
+    return [a for a in alerts or [] if isinstance(a, dict)]
+
+
 SILENCE = Action(
     name="alertmanager.silence",
     description=(
@@ -142,4 +165,6 @@ SILENCE = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    target=target,
+    reversible=True,
 )

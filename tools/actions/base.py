@@ -12,7 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from policies.target import Target
+from tools.http_backend import NO_AUTH, HttpAuth
+from tools.toolset import describe_validation_error
 
 
 class ActionError(Exception):
@@ -26,6 +30,8 @@ class WebhookEndpoint:
     name: str
     url: str
     secret: bytes | None
+    # The policy allowed plain http for this URL (`insecure: true`).
+    insecure: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +47,8 @@ class ActionContext:
     prometheus_url: str | None
     timeout_seconds: float = 30.0
     alertmanager_url: str | None = None
+    # The same bearer/basic auth and CA as the read-only Alertmanager tools.
+    alertmanager_auth: HttpAuth = NO_AUTH
     webhooks: Mapping[str, WebhookEndpoint] = field(default_factory=dict)
     run_id: str = ""
     proposal_id: str = ""
@@ -63,3 +71,14 @@ class Action:
     execute: Callable[[ActionContext, Any, str], Awaitable[str]]
     # The target's current state in one line, read-only; used after execution.
     observe: Callable[[ActionContext, Any], Awaitable[str]]
+    # What the validated arguments change; the policy judges this, channels show it.
+    target: Callable[[Any], Target]
+    # Bounded and reversible by construction: only such an action may be auto-approved.
+    reversible: bool = False
+
+    def target_of(self, arguments: Mapping[str, Any]) -> Target:
+        """The target of raw arguments (an invalid target when they do not validate)."""
+        try:
+            return self.target(self.input_model.model_validate(arguments))
+        except ValidationError as exc:
+            return Target.invalid(describe_validation_error(exc))

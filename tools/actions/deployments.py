@@ -16,7 +16,7 @@ from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.actions.base import Action, ActionContext, ActionError
-from tools.actions.kubernetes import PROPOSAL_ANNOTATION
+from tools.actions.kubernetes import PROPOSAL_ANNOTATION, deployment_target
 from tools.kube_client import (
     KubernetesError,
     call_kubernetes,
@@ -177,6 +177,7 @@ RESTART = Action(
     dry_run=restart_dry_run,
     execute=restart_execute,
     observe=restart_observe,
+    target=deployment_target,
 )
 
 SCALE = Action(
@@ -189,4 +190,5 @@ SCALE = Action(
     dry_run=scale_dry_run,
     execute=scale_execute,
     observe=scale_observe,
+    target=deployment_target,
 )

@@ -10,11 +10,12 @@ action is idempotent by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
+from policies.target import Target
 from tools.actions.base import Action, ActionContext, ActionError
 from tools.kube_client import (
     KubernetesError,
@@ -41,6 +42,16 @@ class RollbackInput(BaseModel):
     to_revision: int = Field(
         ge=1, description="The revision to roll back to (see rollout history).", examples=[1]
     )
+
+
+class _DeploymentArgs(Protocol):
+    namespace: str
+    deployment: str
+
+
+def deployment_target(args: _DeploymentArgs) -> Target:
+    """A deployment action's target: the deployment, in its namespace."""
+    return Target(kind="deployment", namespace=args.namespace, name=args.deployment)
 
 
 def _revision_text(revision: int, images: list[str]) -> str:
@@ -169,4 +180,5 @@ ROLLBACK = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    target=deployment_target,
 )

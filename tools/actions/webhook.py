@@ -8,7 +8,10 @@ The hook for a team's own runbook automation. The body is JSON (`run_id`, `propo
     X-Incident-Bot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>
 
 The bot never retries the POST itself: a lost answer leaves the run `needs_attention`,
-and the receiver's log, keyed by the proposal id, says whether it ran.
+and the receiver's log, keyed by the proposal id, says whether it ran. The URL must be
+https unless the policy marks it `insecure: true`; a redirect is not followed (it would
+send the signed body somewhere the policy does not list); and of the answer only the
+status and a short, redacted snippet are kept, since it ends up in Slack and the audit.
 """
 
 from __future__ import annotations
@@ -17,15 +20,21 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from policies.target import Target
 from tools.actions.base import Action, ActionContext, ActionError, WebhookEndpoint
+from tools.redaction import redact_text
 
 SIGNATURE_HEADER = "X-Incident-Bot-Signature"
 TIMESTAMP_HEADER = "X-Incident-Bot-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Of the receiver's answer: read at most this much, and report at most SNIPPET_CHARS of it.
+_ANSWER_READ_BYTES = 4096
+SNIPPET_CHARS = 200
 
 
 class WebhookInput(BaseModel):
@@ -59,9 +68,32 @@ def _endpoint(ctx: ActionContext, name: str) -> WebhookEndpoint:
     return endpoint
 
 
+def _require_https(endpoint: WebhookEndpoint) -> None:
+    """Refuse a URL that is not https, unless it is http and the policy allowed that."""
+    scheme = urlsplit(endpoint.url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and endpoint.insecure):
+        return
+    raise ActionError(
+        f"webhook {endpoint.name}: {redact_text(endpoint.url)} is not https; only a webhook "
+        "the policy marks `insecure: true` may use plain http"
+    )
+
+
+async def _snippet(response: aiohttp.ClientResponse) -> str:
+    """The start of the answer, redacted before it is cut (so no half secret survives)."""
+    raw = b""
+    while len(raw) < _ANSWER_READ_BYTES:
+        chunk = await response.content.read(_ANSWER_READ_BYTES - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return redact_text(raw.decode("utf-8", errors="replace"))[:SNIPPET_CHARS]
+
+
 async def dry_run(ctx: ActionContext, args: WebhookInput) -> str:
     """`webhook flush: not called -> POST https://… once with {…}`."""
     endpoint = _endpoint(ctx, args.webhook)
+    _require_https(endpoint)
     signed = "HMAC-SHA256 signed" if endpoint.secret else "NO signing secret configured"
     return (
         f"webhook {endpoint.name}: not called -> POST {endpoint.url} once with payload "
@@ -70,8 +102,9 @@ async def dry_run(ctx: ActionContext, args: WebhookInput) -> str:
 
 
 async def execute(ctx: ActionContext, args: WebhookInput, proposal_id: str) -> str:
-    """POST the signed payload; a non-2xx answer is a failure."""
+    """POST the signed payload; a non-2xx answer (a redirect too) is a failure."""
     endpoint = _endpoint(ctx, args.webhook)
+    _require_https(endpoint)
     if not endpoint.secret:
         raise ActionError(
             f"webhook {endpoint.name} has no signing secret "
@@ -94,18 +127,24 @@ async def execute(ctx: ActionContext, args: WebhookInput, proposal_id: str) -> s
         SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
     }
     timeout = aiohttp.ClientTimeout(total=ctx.timeout_seconds)
+    where = f"webhook {endpoint.name}: POST {redact_text(endpoint.url)}"
     try:
         async with ctx.http.post(
-            endpoint.url, data=body, headers=headers, timeout=timeout
+            endpoint.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         ) as response:
-            answer = (await response.text())[:200]
+            status = response.status
+            location = response.headers.get("Location")
+            answer = await _snippet(response)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ActionError(f"webhook {endpoint.name}: POST {endpoint.url} failed: {exc!r}") from exc
-    if not 200 <= response.status < 300:
+        raise ActionError(f"{where} failed: {redact_text(repr(exc))}") from exc
+    if 300 <= status < 400:
         raise ActionError(
-            f"webhook {endpoint.name}: POST {endpoint.url} answered {response.status}: {answer}"
+            f"{where} answered {status}, a redirect to {redact_text(location or '(no Location)')}"
+            " that is not followed: list the final URL in the policy instead"
         )
-    return f"webhook {endpoint.name}: POST {endpoint.url} answered {response.status} {answer}"
+    if not 200 <= status < 300:
+        raise ActionError(f"{where} answered {status}: {answer}")
+    return f"{where} answered {status} {answer}"
 
 
 async def observe(ctx: ActionContext, args: WebhookInput) -> str:
@@ -115,6 +154,11 @@ async def observe(ctx: ActionContext, args: WebhookInput) -> str:
         f"webhook {endpoint.name} ({endpoint.url}) cannot be observed from here; its "
         f"receiver's log shows whether Idempotency-Key {ctx.proposal_id} ran"
     )
+
+
+def target(args: WebhookInput) -> Target:
+    """The listed webhook it calls (not namespaced: the policy lists its URL)."""
+    return Target(kind="webhook", name=args.webhook)
 
 
 WEBHOOK = Action(
@@ -127,4 +171,5 @@ WEBHOOK = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    target=target,
 )

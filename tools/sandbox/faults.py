@@ -2,7 +2,8 @@
 inject the scenario's faults.
 
 - Every request is recorded (method and path with query) in `RequestLog`, so a test can
-  assert that a refused tool call sent nothing.
+  assert that a refused tool call sent nothing; the Prometheus API also records each
+  query it is sent (POSTed forms included), exactly as received.
 - Kubernetes RBAC of a read-only service account: Secrets are always forbidden; with
   `readable_namespaces` set, so is every namespaced read outside them (HTTP 403 with the
   API server's message).
@@ -31,6 +32,7 @@ class RequestLog:
 
     entries: list[str] = field(default_factory=list)
     fault_hits: dict[int, int] = field(default_factory=dict)
+    promql: list[str] = field(default_factory=list)  # `query` of each Prometheus query call
 
     def matching(self, pattern: str) -> list[str]:
         """The recorded requests in which `pattern` (a regex) is found."""

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from tools.sandbox.faults import REQUESTS
 from tools.sandbox.scenario import WORLD
 
 MAX_POINTS = 11_000  # Prometheus's limit per series
@@ -117,6 +118,8 @@ async def _params(request: web.Request) -> dict[str, str]:
     params = dict(request.query)
     if request.method == "POST":
         params.update({k: str(v) for k, v in (await request.post()).items()})
+    if "query" in params:
+        request.app[REQUESTS].promql.append(params["query"])
     return params
 
 

@@ -1,0 +1,102 @@
+"""Where untrusted text enters the bot: redact its secrets, flag text that addresses the model.
+
+Alerts (labels, annotations, Slack thread text carried in them), tool results and
+errors, and the model's own replies pass through here before they are stored, shown,
+logged or sent anywhere. Secrets become `[REDACTED:<kind>]`; the kinds are counted in
+`incident_bot_redactions_total{kind,where}` and in the audit event of the step, never
+the values. Text that addresses the model or the bot becomes a `Flag` on the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bot import injection
+from bot.metrics import Metrics
+from bot.models import Alert, Flag, Part, Step, TextPart, ToolCallPart
+from tools.redaction import merge_counts, redact, redact_value
+from tools.toolset import ToolResult
+
+Counts = dict[str, int]
+THREAD_LINE_SHOWN = 120
+
+
+def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
+    """The alert with secrets replaced in every text field (labels and annotations too)."""
+    document = alert.model_dump(mode="json")
+    cleaned, counts = redact_value(document)
+    if not counts:
+        return alert, {}
+    return Alert.model_validate(cleaned), counts
+
+
+def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:
+    """A tool's result or error with secrets replaced."""
+    data, in_data = redact_value(result.data)
+    error = redact(result.error) if result.error is not None else None
+    note = redact(result.note) if result.note is not None else None
+    counts = merge_counts(in_data, *(r.counts for r in (error, note) if r is not None))
+    if not counts:
+        return result, {}
+    update = {
+        "data": data,
+        "error": error.text if error else None,
+        "note": note.text if note else None,
+    }
+    return result.model_copy(update=update), counts
+
+
+def redact_step(step: Step) -> tuple[Step, Counts]:
+    """A model reply with secrets replaced in its text and in its tool calls' arguments."""
+    parts: list[Part] = []
+    counts: list[Mapping[str, int]] = []
+    for part in step.content:
+        if isinstance(part, TextPart):
+            found = redact(part.text)
+            counts.append(found.counts)
+            parts.append(part.model_copy(update={"text": found.text}) if found.counts else part)
+        elif isinstance(part, ToolCallPart):
+            cleaned, in_input = redact_value(part.input)
+            counts.append(in_input)
+            parts.append(part.model_copy(update={"input": cleaned}) if in_input else part)
+        else:
+            parts.append(part)
+    merged = merge_counts(*counts)
+    return (step.model_copy(update={"content": parts}) if merged else step), merged
+
+
+def flags_in(source: str, text: str) -> list[Flag]:
+    """A flag for each kind of instruction aimed at the model or the bot in `text`."""
+    return [Flag(source=source, kind=h.kind, excerpt=h.excerpt) for h in injection.scan(text)]
+
+
+def alert_flags(alert: Alert) -> list[tuple[str, Flag]]:
+    """Flags for the alert's own text (title, labels, annotations; a Slack thread carried
+    in them), each with the field it was found in."""
+    found: list[tuple[str, Flag]] = []
+    fields = {"title": alert.title, **alert.labels, **alert.annotations}
+    for key, value in fields.items():
+        if key == "thread" and alert.source == "slack":
+            # One message a line: each message that addresses the bot is flagged.
+            for line in value.splitlines():
+                found += [(line[:THREAD_LINE_SHOWN], f) for f in flags_in("slack_thread", line)]
+        else:
+            found += [(key, flag) for flag in flags_in("alert", value)]
+    return found
+
+
+def count(metrics: Metrics, where: str, counts: Mapping[str, int]) -> None:
+    """Add redactions to `incident_bot_redactions_total`."""
+    for kind, n in counts.items():
+        metrics.redactions.labels(kind, where).inc(n)
+
+
+def merge_flags(existing: Sequence[Flag], new: Sequence[Flag]) -> list[Flag]:
+    """The flags of both, one per source and kind (the first one seen)."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for flag in [*existing, *new]:
+        if (flag.source, flag.kind) not in seen:
+            seen.add((flag.source, flag.kind))
+            kept.append(flag)
+    return kept
