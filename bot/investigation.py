@@ -37,7 +37,14 @@ from bot.scoping import offered_tools, refusal, run_scope
 from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
-from bot.untrusted import alert_flags, count, flags_in, merge_flags, redact_result
+from bot.untrusted import (
+    alert_flags,
+    count,
+    flags_in,
+    merge_flags,
+    record_flags,
+    redact_result,
+)
 from policies.budgets import ModelLimits, Spend, over_budget
 from policies.schema import Policy
 from tools.actions import ActionContext
@@ -91,8 +98,7 @@ class Investigator:
             if resumed is None and run.engine == "model":
                 news, found = await self._alert_news(run, transcript)
                 if news is not None:
-                    for field, flag in found:
-                        await self._record_flags(run, [flag], where=field)
+                    await record_flags(self.checkpoints.audit, self.metrics, run.id, found)
                     flags = [flag for _, flag in found]
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
@@ -263,24 +269,14 @@ class Investigator:
             error=result.error,
             redactions=redactions or None,
         )
-        await self._record_flags(run, flags, where=compact_json(call.input))
+        where = compact_json(call.input)
+        await record_flags(
+            self.checkpoints.audit, self.metrics, run.id, [(where, f) for f in flags]
+        )
         part = ToolResultPart(
             tool_use_id=call.id, content=content, is_error=result.status == "error"
         )
         return part, flags
-
-    async def _record_flags(self, run: Run, flags: Sequence[Flag], *, where: str) -> None:
-        """Audit each flag, with where it was found (a tool call's input, an alert field)."""
-        for flag in flags:
-            self.metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
-            await self.checkpoints.audit(
-                run.id,
-                "injection_flagged",
-                source=flag.source,
-                kind=flag.kind,
-                text=flag.excerpt,
-                where=where,
-            )
 
     async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
         try:

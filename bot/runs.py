@@ -12,7 +12,7 @@ from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
 from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
 from bot.runner import RunDriver
-from bot.untrusted import alert_flags, count, merge_flags, redact_alert
+from bot.untrusted import alert_flags, count, merge_flags, record_flags, redact_alert
 
 POLL_SECONDS = 0.5
 
@@ -64,16 +64,7 @@ async def start_run(
         alert=alert.title,
         redactions=redactions or None,
     )
-    for field, flag in found:
-        deps.metrics.injection_flags.labels(flag.source).inc()
-        await deps.store.audit(
-            created.id,
-            "injection_flagged",
-            source=flag.source,
-            kind=flag.kind,
-            text=flag.excerpt,
-            where=field,
-        )
+    await record_flags(deps.store.audit, deps.metrics, created.id, found)
     return created
 
 

@@ -9,7 +9,7 @@ the values. Text that addresses the model or the bot becomes a `Flag` on the run
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bot import injection
 from bot.metrics import Metrics
@@ -83,6 +83,27 @@ def alert_flags(alert: Alert) -> list[tuple[str, Flag]]:
         else:
             found += [(key, flag) for flag in flags_in("alert", value)]
     return found
+
+
+# `store.audit` or `Checkpointer.audit`: (run id, event, **data).
+Audit = Callable[..., Awaitable[None]]
+
+
+async def record_flags(
+    audit: Audit, metrics: Metrics, run_id: str, found: Sequence[tuple[str, Flag]]
+) -> None:
+    """Audit each flag with where it was found (a tool call's input, an alert field), and
+    count it in `incident_bot_injection_flags_total{where}`."""
+    for where, flag in found:
+        metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
+        await audit(
+            run_id,
+            "injection_flagged",
+            source=flag.source,
+            kind=flag.kind,
+            text=flag.excerpt,
+            where=where,
+        )
 
 
 def count(metrics: Metrics, where: str, counts: Mapping[str, int]) -> None:
