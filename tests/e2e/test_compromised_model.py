@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bot.approvals import REVERSIBLE_ACTIONS, assess
-from bot.models import Alert, Run, RunStatus, utcnow
+from bot.models import Alert, Decision, Proposal, Run, RunStatus, utcnow
 from bot.runs import start_run
 from bot.slack import blocks
 from bot.slack.approvers import gate
@@ -186,3 +186,46 @@ async def test_a_rollback_in_the_alerts_namespace_is_offered_naming_its_real_tar
     assert [s for s in shown if "the harmless cache" in s] == [
         s for s in shown if "described the target as" in s
     ]
+
+
+async def test_an_auto_approval_is_withdrawn_when_alertmanager_disagrees_just_before(
+    redis_url: str, alertmanager: Alertmanager, http: aiohttp.ClientSession
+) -> None:
+    # The policy approved a silence of the run's alert; by the time the action is claimed
+    # another service's alert fires that it would also mute: a human decides instead.
+    ungrouped = WARNING.model_copy(update={"source": "generic", "group_labels": {}})
+    both = [{"name": "alertname", "value": "HighErrorRate"}, {"name": "namespace", "value": "shop"}]
+    proposal = Proposal(
+        action="alertmanager.silence",
+        arguments={"matchers": both, "duration_seconds": 600},
+        target="the checkout alert",
+        rationale="known noise",
+        risk="low",
+        expected_effect="quiet",
+    )
+    async with harness(redis_url, [], ALERTMANAGER_URL=alertmanager.url) as h:
+        run = await start_run(h.deps, ungrouped)
+        approved = Decision(
+            run_id=run.id, proposal_id=proposal.id, user=AUTO_APPROVER, verdict="approve"
+        )
+        await h.deps.store.record_decision(approved)
+        await h.deps.store.acquire_lease(run.id, "earlier-drive", 30)
+        await h.deps.store.checkpoint(
+            run.model_copy(
+                update={
+                    "status": RunStatus.EXECUTING,
+                    "proposal": proposal,
+                    "decisions": [approved],
+                }
+            ),
+            owner="earlier-drive",
+        )
+        await h.deps.store.release_lease(run.id, "earlier-drive")
+        cart = {"alertname": "HighErrorRate", "namespace": "shop", "service": "cart"}
+        async with http.post(f"{alertmanager.url}/api/v2/alerts", json=[{"labels": cart}]) as r:
+            assert r.status == 200
+        done = await h.deps.driver().drive(run.id)
+        events = [e.event for e in await h.deps.store.read_audit(run.id)]
+    assert done.status is RunStatus.AWAITING_APPROVAL
+    assert "auto_approval_withdrawn" in events and "action_started" not in events
+    assert await _silences(http, alertmanager) == []
