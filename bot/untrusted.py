@@ -9,6 +9,8 @@ the values. Text that addresses the model or the bot becomes a `Flag` on the run
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bot import injection
@@ -23,11 +25,17 @@ THREAD_LINE_SHOWN = 120
 
 def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
     """The alert with secrets replaced in every text field (labels and annotations too)."""
-    document = alert.model_dump(mode="json")
-    cleaned, counts = redact_value(document)
+    cleaned, counts = _redacted_alert(alert.model_dump_json())
     if not counts:
         return alert, {}
-    return Alert.model_validate(cleaned), counts
+    return Alert.model_validate_json(cleaned), dict(counts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _redacted_alert(document: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """One alert document, redacted; cached, as a storm repeats the same alerts."""
+    cleaned, counts = redact_value(json.loads(document))
+    return json.dumps(cleaned), tuple(sorted(counts.items()))
 
 
 def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:
