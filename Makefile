@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP) lint
 	bash scripts/install-system-packages.sh
 	$(BIN)/pytest -q
+
+## kill -9 of `serve` at 20 random moments of 20 runs; prints the counts (seed: INCIDENT_BOT_SOAK_SEED).
+soak: $(STAMP)
+	INCIDENT_BOT_SOAK_RUNS=20 $(BIN)/pytest -q -s tests/test_kill9_soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tools policies tests bench

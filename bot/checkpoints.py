@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from bot.deadlines import Deadlines
 from bot.errors import StaleWrite
 from bot.metrics import Metrics
 from bot.models import Run, Step
@@ -26,6 +29,8 @@ class Checkpointer:
     metrics: Metrics
     owner: str
     listener: Listener | None = None
+    # Given: each write schedules the deadline of the run's new state (`bot.deadlines`).
+    deadlines: Deadlines | None = None
 
     async def write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         """Write the run and append steps; raises `StaleWrite` if the run moved on."""
@@ -36,6 +41,13 @@ class Checkpointer:
             log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
+        if self.deadlines is not None:
+            try:
+                await self.deadlines.track(written)
+            except RedisError as exc:  # the sweeper's repairs schedule a missing deadline
+                log.warning(
+                    "could not schedule the run's deadline: %s", exc, extra={"run_id": run.id}
+                )
         if written.status.terminal:
             self.metrics.runs_finished.labels(written.status.value).inc()
         if self.listener is not None:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -23,9 +22,10 @@ from bot.errors import IncidentBotError
 from bot.intake.alertmanager import parse_document
 from bot.logs import configure_logging
 from bot.models import Alert, Decision, Run, RunStatus
+from bot.parking import retry
 from bot.runs import follow, record_decision, start_run
 from bot.server import serve
-from bot.settings import Settings
+from bot.settings import LOG_LEVELS, Settings
 from bot.terminal import TerminalView
 from policies.documents import PolicyConfigError
 from tools.sandbox import run_sandbox
@@ -41,9 +41,10 @@ _HEALTHY_ENDS = {RunStatus.RESOLVED, RunStatus.CONCLUDED, RunStatus.REJECTED}
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `incident-bot` console script."""
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level)
     try:
-        code = asyncio.run(args.handler(args, Settings()))
+        settings = Settings()
+        configure_logging(_log_level(args, settings))
+        code = asyncio.run(args.handler(args, settings))
     except (IncidentBotError, PolicyConfigError, ValidationError) as exc:
         print(f"incident-bot: {exc}", file=sys.stderr)
         code = EXIT_ERROR
@@ -52,9 +53,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
+def _log_level(args: argparse.Namespace, settings: Settings) -> str:
+    """`--log-level`; else the settings' level for `serve` (INFO unless set), and for the
+    terminal commands WARNING unless `INCIDENT_BOT_LOG_LEVEL` is set: they print what a
+    person reads, and INFO lines would interleave with it."""
+    if args.log_level is not None:
+        return str(args.log_level)
+    if args.handler is _serve or "log_level" in settings.model_fields_set:
+        return settings.log_level
+    return "WARNING"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incident-bot", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("INCIDENT_BOT_LOG_LEVEL", "WARNING"))
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="overrides INCIDENT_BOT_LOG_LEVEL (default: INFO for serve, else WARNING)",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def answer_flags(p: argparse.ArgumentParser) -> None:
@@ -121,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id")
     answer_flags(resume)
     resume.set_defaults(handler=_runs_resume)
+    retry = runs.add_parser("retry", help="queue a run whose work was parked again")
+    retry.add_argument("run_id")
+    retry.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
+    retry.set_defaults(handler=_runs_retry)
     for verb in ("approve", "reject"):
         decide = runs.add_parser(verb, help=f"{verb} the run's proposal and resume the run")
         decide.add_argument("run_id")
@@ -304,3 +325,20 @@ async def _runs_resume(args: argparse.Namespace, settings: Settings) -> int:
         run = await deps.store.load(args.run_id)
         print(f"Resuming {run.id} ({run.status.value}, {run.steps} steps so far)")
         return await _follow_in_terminal(deps, run.id, args.answer)
+
+
+async def _runs_retry(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        retried = await retry(deps, args.run_id, user=args.user)
+        workers = await deps.queue.live_workers()
+    parked = retried.parked
+    print(
+        f"Run {retried.run.id} is queued again ({retried.run.status.value}); it was parked "
+        f"after {parked.deliveries} failed drives: {parked.error}"
+    )
+    if not workers:
+        print(
+            "No serve worker is alive: the entry waits for one (or drive it here with "
+            f"`incident-bot runs resume {retried.run.id}`)."
+        )
+    return EXIT_OK

@@ -15,6 +15,8 @@ import anthropic
 
 from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.checkpoints import Checkpointer, Listener
+from bot.deadlines import Deadlines
+from bot.drives import DriveMarks
 from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
 from bot.metrics import Metrics
@@ -59,19 +61,24 @@ class Deps:
     owner: str
     redis_location: str
     policy: Policy
+    deadlines: Deadlines
+    marks: DriveMarks
     slack: SlackClient | None = None  # None: no SLACK_BOT_TOKEN, no Slack channel
 
     @property
     def approval_timeout_seconds(self) -> float:
         """How long a proposal waits for a decision: the setting if made, else the policy's."""
-        configured = self.settings.approval_timeout_seconds
-        return self.policy.approval_timeout_seconds if configured is None else configured
+        return approval_timeout(self.settings, self.policy)
 
     def driver(self, listener: Listener | None = None) -> RunDriver:
         """A run driver writing as this process, optionally reporting each checkpoint."""
         s = self.settings
         checkpoints = Checkpointer(
-            store=self.store, metrics=self.metrics, owner=self.owner, listener=listener
+            store=self.store,
+            metrics=self.metrics,
+            owner=self.owner,
+            listener=listener,
+            deadlines=self.deadlines,
         )
         model = None
         if self.claude is not None:
@@ -119,7 +126,9 @@ class Deps:
             remediator=remediator,
             lease_seconds=s.lease_seconds,
             approval_timeout_seconds=self.approval_timeout_seconds,
+            busy_seconds=self.deadlines.busy_seconds,
             policy=self.policy,
+            marks=self.marks,
         )
 
 
@@ -162,6 +171,7 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
                 http=http,
                 kubernetes=write_kube,
                 prometheus_url=settings.prometheus_url,
+                timeout_seconds=settings.action_timeout_seconds,
                 alertmanager_url=settings.alertmanager_url,
                 # Silences go to the Alertmanager the tools read, with the same credentials.
                 alertmanager_auth=tool_context.alertmanager_auth,
@@ -177,7 +187,31 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
             redis_location=connection.location,
             slack=slack_client(settings, metrics, http),
             policy=policy,
+            deadlines=Deadlines(
+                connection.client,
+                prefix=settings.key_prefix,
+                approval_seconds=approval_timeout(settings, policy),
+                busy_seconds=busy_seconds(settings),
+            ),
+            marks=DriveMarks(
+                connection.client,
+                prefix=settings.key_prefix,
+                retention_seconds=settings.retention_seconds,
+            ),
         )
+
+
+def approval_timeout(settings: Settings, policy: Policy) -> float:
+    """How long a proposal waits for a decision: the setting if made, else the policy's."""
+    configured = settings.approval_timeout_seconds
+    return policy.approval_timeout_seconds if configured is None else configured
+
+
+def busy_seconds(settings: Settings) -> float:
+    """How long a run may stay `executing` or `verifying`: its verification, plus room
+    for the queue to hand a dead driver's work to another replica twice."""
+    handover = settings.reclaim_after_seconds + settings.lease_seconds
+    return settings.verify_timeout_seconds + 2 * handover
 
 
 def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEndpoint]:
@@ -194,6 +228,7 @@ def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEn
             url=hook.url,
             secret=secret.encode() if secret else None,
             insecure=hook.insecure,
+            status_url=hook.status_url,
         )
     return endpoints
 

@@ -9,6 +9,7 @@
     │   └── AdmissionContended     an alert group kept changing while an alert was admitted
     ├── InvalidAlert               an alert body we cannot turn into an `Alert`
     ├── ProposalError              a decision or action that does not fit the run's state
+    ├── NotRetryable               `runs retry` of a run whose work was not dead-lettered
     └── ConfigError                settings or policy files that cannot work
 
 Policy files have their own `policies.documents.PolicyConfigError` (and `PolicyError`,
@@ -56,6 +57,11 @@ class InvalidAlert(IncidentBotError):
 
 class ProposalError(IncidentBotError):
     """A decision or action that does not fit the run's current state."""
+
+
+class NotRetryable(IncidentBotError):
+    """A retry asked of a run that was not parked (not `needs_attention`, or no
+    dead-lettered queue entry)."""
 
 
 class ConfigError(IncidentBotError):

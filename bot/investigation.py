@@ -92,6 +92,7 @@ class Investigator:
         resumed = self._resume(run, transcript)
         while True:
             if utcnow() >= run.deadline:
+                self._observe_end(run, started)
                 return await self._finish(
                     run, Finish(summary="the run's deadline passed", needs_attention=True)
                 )
@@ -116,10 +117,10 @@ class Investigator:
                     run = await self._write(run, (results,))
                     transcript.append(results)
                 case AwaitApproval():
-                    self.metrics.investigation_duration.observe(time.monotonic() - started)
+                    self._observe_end(run, started)
                     return await self._propose(run, turn)
                 case Finish():
-                    self.metrics.investigation_duration.observe(time.monotonic() - started)
+                    self._observe_end(run, started)
                     return await self._finish(run, turn)
                 case HandOver(reason=reason):
                     await self.checkpoints.audit(run.id, "planner_fallback", reason=reason)
@@ -134,6 +135,11 @@ class Investigator:
                     )
                 case Continue():
                     pass
+
+    def _observe_end(self, run: Run, started: float) -> None:
+        """Count the investigation that ends now: its time here and its transcript steps."""
+        self.metrics.investigation_duration.observe(time.monotonic() - started)
+        self.metrics.run_steps.observe(run.steps)
 
     async def _next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
         if run.engine == "runbook":

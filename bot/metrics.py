@@ -32,6 +32,11 @@ class Metrics:
             "Age of the oldest entry in the work queue.",
             registry=r,
         )
+        self.dead_letters = Counter(
+            "incident_bot_dead_letters_total",
+            "Queue entries parked in the dead-letter stream after their drives kept failing.",
+            registry=r,
+        )
         self.runs_started = Counter(
             "incident_bot_runs_started_total", "Runs started.", ["trigger"], registry=r
         )
@@ -125,6 +130,17 @@ class Metrics:
             "incident_bot_redactions_total",
             "Secrets replaced in untrusted text, by kind and where the text entered.",
             ["kind", "where"],
+            registry=r,
+        )
+        self.sweeper_actions = Counter(
+            "incident_bot_sweeper_actions_total",
+            "What the sweeper did: expired, deadline, requeued, reposted, scheduled.",
+            ["action"],
+            registry=r,
+        )
+        self.sweeper_last_pass = Gauge(
+            "incident_bot_sweeper_last_pass_timestamp_seconds",
+            "When this replica's sweeper last finished a pass (Unix time).",
             registry=r,
         )
         self.injection_flags = Counter(

@@ -5,6 +5,10 @@ and acknowledges it. An entry stays pending while its worker lives (the worker t
 it, resetting its idle time); entries of a dead worker become idle and are reclaimed by
 any other worker with `XAUTOCLAIM`. Slots (sorted sets of run ids with an expiry) cap
 how many investigations run at once, in all and per service, across replicas.
+
+Each entry carries its delivery count (Redis counts, per pending entry, how often it was
+handed out). An entry whose drives keep failing is copied to the dead-letter stream
+`queue:dead` (trimmed to its newest `DEAD_LETTERS_MAXLEN`) and acknowledged.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from typing import Any, Literal, cast
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
+from bot.models import utcnow
+
 GROUP = "workers"
+DEAD_LETTERS_MAXLEN = 10_000
+_PAGE = 500
 
 # KEYS: slot sets.  ARGV: run id, now, expiry, then one limit per key.
 # Takes a slot in every set or in none; returns 1 when taken.
@@ -40,6 +48,21 @@ class Entry:
     id: str
     run_id: str
     reason: Literal["start", "resume"]
+    deliveries: int = 1  # how often Redis has handed the entry out, this time included
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    """A parked queue entry: its drives kept failing."""
+
+    id: str  # in the dead-letter stream
+    entry_id: str
+    run_id: str
+    reason: Literal["start", "resume"]
+    deliveries: int
+    status: str  # the run's state when it was parked ('' if the run could not be read)
+    error: str
+    at: str
 
 
 class WorkQueue:
@@ -49,6 +72,7 @@ class WorkQueue:
         self.redis = client
         self._p = prefix
         self.stream = f"{prefix}queue"
+        self.dead_letters_stream = f"{prefix}queue:dead"
         self._take_slots = client.register_script(_TAKE_SLOTS)
 
     async def ensure_group(self) -> None:
@@ -81,12 +105,36 @@ class WorkQueue:
         )
         claimed = cast(list[tuple[str, dict[str, str] | None]], answer[1])
         # Entries deleted meanwhile come back without fields: nothing to do for them.
-        return [_entry(entry_id, fields) for entry_id, fields in claimed if fields]
+        found = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        if not found:
+            return []
+        # XAUTOCLAIM counted this delivery; XPENDING tells the count.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in found:
+                pipe.xpending_range(self.stream, GROUP, min=entry_id, max=entry_id, count=1)
+            pending = cast(list[list[dict[str, Any]]], await pipe.execute())
+        return [
+            _entry(entry_id, fields, deliveries=int(p[0]["times_delivered"]) if p else 1)
+            for (entry_id, fields), p in zip(found, pending, strict=True)
+        ]
 
     async def touch(self, consumer: str, entry_id: str) -> None:
         """Reset an entry's idle time: its worker is alive and still on it."""
         await self.redis.xclaim(
             self.stream, GROUP, consumer, min_idle_time=0, message_ids=[entry_id], justid=True
+        )
+
+    async def uncount(self, consumer: str, entry: Entry) -> None:
+        """Take this delivery back from the entry's count: it was handed out but not
+        driven (another worker held the run). Also resets its idle time."""
+        await self.redis.xclaim(
+            self.stream,
+            GROUP,
+            consumer,
+            min_idle_time=0,
+            message_ids=[entry.id],
+            justid=True,
+            retrycount=max(entry.deliveries - 1, 0),
         )
 
     async def ack(self, entry_id: str) -> None:
@@ -95,6 +143,47 @@ class WorkQueue:
             pipe.xack(self.stream, GROUP, entry_id)
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
+
+    async def dead_letter(self, entry: Entry, *, status: str, error: str) -> str:
+        """Copy a poison entry to the dead-letter stream (the caller then acks it)."""
+        fields: dict[Any, Any] = {
+            "entry_id": entry.id,
+            "run_id": entry.run_id,
+            "reason": entry.reason,
+            "deliveries": entry.deliveries,
+            "status": status,
+            "error": error,
+            "at": utcnow().isoformat(),
+        }
+        return cast(
+            str,
+            await self.redis.xadd(
+                self.dead_letters_stream, fields, maxlen=DEAD_LETTERS_MAXLEN, approximate=True
+            ),
+        )
+
+    async def dead_letters(self, run_id: str | None = None) -> list[DeadLetter]:
+        """Parked entries, oldest first: all of them, or those of `run_id`."""
+        found: list[DeadLetter] = []
+        start = "-"
+        while True:
+            page = cast(
+                list[tuple[str, dict[str, str]]],
+                await self.redis.xrange(self.dead_letters_stream, min=start, count=_PAGE),
+            )
+            found += [
+                _dead_letter(letter_id, fields)
+                for letter_id, fields in page
+                if run_id is None or fields.get("run_id") == run_id
+            ]
+            if len(page) < _PAGE:
+                return found
+            start = "(" + page[-1][0]
+
+    async def forget_dead_letters(self, letters: list[DeadLetter]) -> None:
+        """Delete these entries from the dead-letter stream (their run was retried)."""
+        if letters:
+            await self.redis.xdel(self.dead_letters_stream, *(d.id for d in letters))
 
     async def heartbeat(self, owner: str) -> None:
         """Say that `owner`'s workers are alive (call every few seconds)."""
@@ -122,6 +211,21 @@ class WorkQueue:
         millis = int(oldest[0][0].split("-")[0])
         return max(0.0, time.time() - millis / 1000)
 
+    async def queued_runs(self) -> set[str]:
+        """The runs that have an entry in the queue, read or not (acknowledged entries
+        are deleted, so these are the ones a worker will still drive)."""
+        found: set[str] = set()
+        start = "-"
+        while True:
+            page = cast(
+                list[tuple[str, dict[str, str]]],
+                await self.redis.xrange(self.stream, min=start, count=500),
+            )
+            found.update(fields["run_id"] for _, fields in page if "run_id" in fields)
+            if len(page) < 500:
+                return found
+            start = "(" + page[-1][0]
+
     async def take_slots(
         self, run_id: str, *, service: str, global_limit: int, service_limit: int, ttl: float
     ) -> bool:
@@ -145,10 +249,24 @@ class WorkQueue:
         await self.redis.zrem(f"{self._p}slots:service:{service}", run_id)
 
 
-def _entry(entry_id: str, fields: dict[str, str]) -> Entry:
-    reason = fields.get("reason", "start")
+def _entry(entry_id: str, fields: dict[str, str], *, deliveries: int = 1) -> Entry:
     return Entry(
-        id=entry_id,
-        run_id=fields["run_id"],
-        reason="resume" if reason == "resume" else "start",
+        id=entry_id, run_id=fields["run_id"], reason=_reason(fields), deliveries=deliveries
     )
+
+
+def _dead_letter(letter_id: str, fields: dict[str, str]) -> DeadLetter:
+    return DeadLetter(
+        id=letter_id,
+        entry_id=fields.get("entry_id", ""),
+        run_id=fields.get("run_id", ""),
+        reason=_reason(fields),
+        deliveries=int(fields.get("deliveries", "0")),
+        status=fields.get("status", ""),
+        error=fields.get("error", ""),
+        at=fields.get("at", ""),
+    )
+
+
+def _reason(fields: dict[str, str]) -> Literal["start", "resume"]:
+    return "resume" if fields.get("reason") == "resume" else "start"

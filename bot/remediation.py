@@ -2,8 +2,12 @@
 
 The action record (`started` -> `succeeded`/`failed`) is claimed with SET NX before the
 call and written after it. A run that finds a `started` record it did not finish (the
-process died mid-action) looks at the target and stops as `needs_attention`: it never
-runs the action blindly a second time.
+process died mid-action) reconciles it, never runs it blindly a second time: the action
+reads its own mark on the target (`observe_effect`); `applied` -> verify as usual;
+`not_applied`, for an action that is idempotent by its proposal key -> execute it under
+the same record (the policy is asked again first, and a record younger than the action's
+time bound is first given the rest of it, in case its execution is still under way);
+`unknown` -> `needs_attention`, with what the target looks like now.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
 from bot.store import RunStore
 from policies.approval import Requirement, Verdict, settle
 from policies.schema import AUTO_APPROVER, Policy
-from tools.actions import Action, ActionContext
+from tools.actions import Action, ActionContext, ActionError, Effect
 from tools.prometheus import instant_value
 from tools.redaction import redact_text
 from tools.toolset import ToolContext, describe_validation_error
@@ -60,10 +64,31 @@ class Remediator:
                 RunStatus.FAILED,
                 f"{action.name}: invalid arguments: {describe_validation_error(exc)}",
             )
-        context = self.action_context.for_proposal(run.id, proposal.id)
         existing = await self.store.action_record(run.id, proposal.id)
         if existing is not None:
             return await self._after_existing(run, existing, action, args)
+        stopped = await self._policy_stop(run, proposal, action)
+        if stopped is not None:
+            return stopped
+        record = ActionRecord(
+            run_id=run.id,
+            proposal_id=proposal.id,
+            action=proposal.action,
+            arguments=proposal.arguments,
+            state="started",
+            owner=self.checkpoints.owner,
+        )
+        existing = await self.store.begin_action(record)
+        if existing is not None:
+            return await self._after_existing(run, existing, action, args)
+        await self.checkpoints.audit(
+            run.id, "action_started", action=action.name, proposal=proposal.id
+        )
+        return await self._run_action(run, record, action, args)
+
+    async def _policy_stop(self, run: Run, proposal: Proposal, action: Action) -> Run | None:
+        """Ask the policy again just before the action: the run as it stops when the
+        proposal may not run now, None when it may."""
         requirement = await assess(
             self.policy, run, proposal, now=utcnow(), alertmanager=self.action_context
         )
@@ -80,28 +105,21 @@ class Remediator:
                 run.model_copy(update={"status": RunStatus.AWAITING_APPROVAL, "decisions": []})
             )
         refused = _refusal(requirement, verdict)
-        if refused is not None:
-            await self.checkpoints.audit(run.id, "action_refused", action=action.name, why=refused)
-            return await self._end(
-                run, RunStatus.NEEDS_ATTENTION, f"{action.name} was not executed: {refused}"
-            )
-        record = ActionRecord(
-            run_id=run.id,
-            proposal_id=proposal.id,
-            action=proposal.action,
-            arguments=proposal.arguments,
-            state="started",
-            owner=self.checkpoints.owner,
+        if refused is None:
+            return None
+        await self.checkpoints.audit(run.id, "action_refused", action=action.name, why=refused)
+        return await self._end(
+            run, RunStatus.NEEDS_ATTENTION, f"{action.name} was not executed: {refused}"
         )
-        existing = await self.store.begin_action(record)
-        if existing is not None:
-            return await self._after_existing(run, existing, action, args)
-        await self.checkpoints.audit(
-            run.id, "action_started", action=action.name, proposal=proposal.id
-        )
+
+    async def _run_action(
+        self, run: Run, record: ActionRecord, action: Action, args: BaseModel
+    ) -> Run:
+        """Execute under the claimed `started` record and write its outcome over it."""
+        context = self.action_context.for_proposal(run.id, record.proposal_id)
         try:
             # What the target's API answered is untrusted text: redacted before it is kept.
-            detail = redact_text(await action.execute(context, args, proposal.id))
+            detail = redact_text(await self._execute_within(context, action, args, record))
         except Exception as exc:  # the boundary of the action: record it, never re-run it
             error = redact_text(str(exc))
             log.exception("action failed", extra={"run_id": run.id})
@@ -122,6 +140,18 @@ class Remediator:
             run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
         )
 
+    async def _execute_within(
+        self, context: ActionContext, action: Action, args: BaseModel, record: ActionRecord
+    ) -> str:
+        """The action's execution, bounded in all (so an interrupted one surely ended once
+        its record is that old)."""
+        limit = context.timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                return await action.execute(context, args, record.proposal_id)
+        except TimeoutError as exc:
+            raise ActionError(f"{action.name} did not finish within {limit:g}s") from exc
+
     async def _after_existing(
         self, run: Run, existing: ActionRecord, action: Action, args: BaseModel
     ) -> Run:
@@ -133,23 +163,78 @@ class Remediator:
             return await self._end(
                 run, RunStatus.FAILED, f"{action.name} failed: {existing.detail}"
             )
-        try:
-            seen = redact_text(
-                await action.observe(
-                    self.action_context.for_proposal(run.id, existing.proposal_id), args
+        return await self._reconcile(run, existing, action, args)
+
+    async def _reconcile(
+        self, run: Run, existing: ActionRecord, action: Action, args: BaseModel
+    ) -> Run:
+        """A `started` record nobody finished: act on what the target shows of it."""
+        context = self.action_context.for_proposal(run.id, existing.proposal_id)
+        effect = await self._effect(context, action, args, existing)
+        younger = context.timeout_seconds - (utcnow() - existing.started_at).total_seconds()
+        if effect == "not_applied" and younger > 0:
+            # Its execution may still be under way (a driver that lost its lease): wait
+            # until it surely ended, and look again.
+            await asyncio.sleep(younger)
+            effect = await self._effect(context, action, args, existing)
+        started = (
+            f"{action.name} was started by {existing.owner} at {existing.started_at:%H:%M:%S} UTC"
+        )
+        if effect == "applied":
+            detail = (
+                f"{started}; its outcome was never recorded, and its mark on the target "
+                "shows it took effect"
+            )
+            await self.store.finish_action(
+                existing.model_copy(
+                    update={"state": "succeeded", "finished_at": utcnow(), "detail": detail}
                 )
             )
+            await self._reconciled(run, action, effect, "verifying", "reconciled_applied")
+            return await self.checkpoints.write(
+                run.model_copy(update={"status": RunStatus.VERIFYING, "outcome": detail})
+            )
+        if effect == "not_applied" and action.idempotent_by_proposal:
+            stopped = await self._policy_stop(run, _proposal(run), action)
+            if stopped is not None:
+                return stopped
+            await self._reconciled(run, action, effect, "executing again", "reexecuted")
+            return await self._run_action(run, existing, action, args)
+        try:
+            seen = redact_text(await action.observe(context, args))
         except Exception as exc:  # observing is best effort; the human must look either way
             seen = redact_text(f"could not observe the target: {exc}")
-        note = (
-            f"{action.name} was started by {existing.owner} at {existing.started_at:%H:%M:%S} UTC "
-            f"and its outcome was never recorded; it was not run again. Target now: {seen}"
+        why = (
+            "whether it took effect cannot be told"
+            if effect == "unknown"
+            else "it did not take effect, and running it again is not known to be safe"
         )
+        note = (
+            f"{started} and its outcome was never recorded; {why}, so it was not run again. "
+            f"Target now: {seen}"
+        )
+        await self._reconciled(run, action, effect, "needs_attention", "interrupted")
         await self.checkpoints.audit(
             run.id, "action_interrupted", action=action.name, observed=seen
         )
-        self.metrics.actions.labels(action.name, "interrupted").inc()
         return await self._end(run, RunStatus.NEEDS_ATTENTION, note)
+
+    async def _effect(
+        self, context: ActionContext, action: Action, args: BaseModel, record: ActionRecord
+    ) -> Effect:
+        try:
+            return await action.observe_effect(context, args, record.proposal_id)
+        except Exception:  # an observation that fails proves nothing either way
+            log.exception("observing the action's effect failed", extra={"run_id": record.run_id})
+            return "unknown"
+
+    async def _reconciled(
+        self, run: Run, action: Action, effect: Effect, then: str, outcome: str
+    ) -> None:
+        await self.checkpoints.audit(
+            run.id, "action_reconciled", action=action.name, effect=effect, then=then
+        )
+        self.metrics.actions.labels(action.name, outcome).inc()
 
     async def verify(self, run: Run) -> Run:
         """Re-check the signal until it is healthy (`resolved`) or time runs out."""

@@ -11,21 +11,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from redis.exceptions import RedisError
+
 from bot.approvals import approve_by_policy, assess
 from bot.checkpoints import Checkpointer
+from bot.drives import DriveMarks
 from bot.investigation import Investigator
 from bot.metrics import Metrics
-from bot.models import Run, RunStatus, utcnow
+from bot.models import Decision, Run, RunStatus, utcnow
 from bot.remediation import Remediator
 from bot.store import RunStore
-from policies.approval import counts, settle
+from policies.approval import Requirement, counts, settle
 from policies.schema import Policy
 
 log = logging.getLogger(__name__)
+
+# How soon a failed lease renewal is tried again.
+_RENEW_RETRY_SECONDS = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +46,10 @@ class RunDriver:
     remediator: Remediator
     lease_seconds: float
     approval_timeout_seconds: float
+    # How long an `executing` or `verifying` run may stay so (see `bot.deadlines`).
+    busy_seconds: float
     policy: Policy
+    marks: DriveMarks
 
     async def drive(self, run_id: str) -> Run:
         """Take the lease and move the run as far as it can go now.
@@ -48,12 +58,62 @@ class RunDriver:
         another worker is driving it.
         """
         async with self._lease(run_id):
+            # Counted first: a decision recorded during the drive is one it has not seen.
+            seen = await self.store.decision_count(run_id)
             run = await self.store.load(run_id)
             while True:
                 before = run.status
                 run = await self._step(run)
                 if run.status.terminal or run.status == before:
+                    await self.marks.mark(run_id, seen)
                     return run
+
+    async def settle(self, run_id: str) -> Run:
+        """Take the lease and settle the run's proposal once, if it awaits approval: a
+        proposal past its approval timeout with no verdict expires. Goes no further (an
+        approved run is left `executing` for a worker); raises `LeaseHeld`."""
+        async with self._lease(run_id):
+            seen = await self.store.decision_count(run_id)
+            run = await self.store.load(run_id)
+            if run.status is RunStatus.AWAITING_APPROVAL:
+                run = await self._settle_proposal(run)
+            await self.marks.mark(run_id, seen)
+            return run
+
+    async def stop_overdue(self, run_id: str) -> Run:
+        """Take the lease and end an `executing` or `verifying` run past its deadline
+        (`needs_attention`, saying what is known of its action); raises `LeaseHeld`.
+
+        A live driver holds the lease, so this only ends a run whose driver died and
+        that no other replica took over in time.
+        """
+        async with self._lease(run_id):
+            run = await self.store.load(run_id)
+            allowed = timedelta(seconds=self.busy_seconds)
+            busy = run.status in (RunStatus.EXECUTING, RunStatus.VERIFYING)
+            if not busy or utcnow() - run.updated_at < allowed:
+                return run
+            assert run.proposal is not None  # noqa: S101 - executing always has one
+            record = await self.store.action_record(run.id, run.proposal.id)
+            known = (
+                "the action was never started"
+                if record is None
+                else f"its action record says {record.state}"
+                + (f": {record.detail}" if record.detail else "")
+            )
+            stopped = await self.checkpoints.write(
+                run.model_copy(
+                    update={
+                        "status": RunStatus.NEEDS_ATTENTION,
+                        "outcome": f"no replica finished {run.status.value} within "
+                        f"{self.busy_seconds:g}s (its driver stopped); {known}",
+                    }
+                )
+            )
+            await self.checkpoints.audit(
+                run.id, "deadline_passed", state=run.status.value, action=known
+            )
+            return stopped
 
     async def _step(self, run: Run) -> Run:
         match run.status:
@@ -97,16 +157,7 @@ class RunDriver:
             waited = now - proposal.proposed_at
             if waited < timedelta(seconds=self.approval_timeout_seconds):
                 return run
-            return await self.checkpoints.write(
-                run.model_copy(
-                    update={
-                        "status": RunStatus.EXPIRED,
-                        "decisions": decisions,
-                        "outcome": f"no decision within {self.approval_timeout_seconds:g}s "
-                        f"({requirement.reason})",
-                    }
-                )
-            )
+            return await self._expire(run, decisions, requirement)
         counted = [d for d in decisions if counts(requirement, d)]
         decided_after = (counted[-1].at - proposal.proposed_at).total_seconds()
         self.metrics.time_to_decision.observe(max(decided_after, 0.0))
@@ -126,23 +177,93 @@ class RunDriver:
             run.model_copy(update={"status": RunStatus.EXECUTING, "decisions": decisions})
         )
 
+    async def _expire(self, run: Run, decisions: list[Decision], requirement: Requirement) -> Run:
+        """End the run `expired`: nobody decided on its proposal within the timeout (the
+        one meaning of expiry, for a late drive and for the sweeper alike)."""
+        assert run.proposal is not None  # noqa: S101 - only a proposal expires
+        expired = await self.checkpoints.write(
+            run.model_copy(
+                update={
+                    "status": RunStatus.EXPIRED,
+                    "decisions": decisions,
+                    "outcome": f"no decision within {self.approval_timeout_seconds:g}s "
+                    f"from {requirement.approvers()} ({requirement.reason})",
+                }
+            )
+        )
+        await self.checkpoints.audit(
+            run.id,
+            "expired",
+            proposal=run.proposal.id,
+            asked=requirement.approvers(),
+            timeout_seconds=self.approval_timeout_seconds,
+            decisions=len(decisions),
+        )
+        return expired
+
+    def holding(self, run_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The run's lease, for work on the run outside `drive` (parking, retrying);
+        raises `LeaseHeld` when another worker has it."""
+        return self._lease(run_id)
+
     @contextlib.asynccontextmanager
     async def _lease(self, run_id: str) -> AsyncIterator[None]:
+        """Hold the run's lease while the block runs, renewed in the background; it is
+        released however the block ends (if Redis refuses that too, it expires)."""
         owner = self.checkpoints.owner
+        asked = time.monotonic()
         await self.store.acquire_lease(run_id, owner, self.lease_seconds)
-        renewer = asyncio.create_task(self._renew(run_id, owner))
+        renewer = asyncio.create_task(
+            self._renew(run_id, owner, expires=asked + self.lease_seconds),
+            name=f"lease-renewer:{run_id}",
+        )
         try:
             yield
         finally:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            await self.store.release_lease(run_id, owner)
+            # Never raises: the renewer ends only by cancellation or by returning.
+            await asyncio.wait([renewer])
+            try:
+                await self.store.release_lease(run_id, owner)
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "could not release the lease (it expires by itself): %s",
+                    exc,
+                    extra={"run_id": run_id},
+                )
 
-    async def _renew(self, run_id: str, owner: str) -> None:
+    async def _renew(self, run_id: str, owner: str, *, expires: float) -> None:
+        """Extend the lease every third of its TTL. A Redis error is retried until the
+        lease would have expired (`expires`, monotonic); then, or when someone else holds
+        it, the lease is lost: the drive's next checkpoint is refused (`StaleWrite`) and
+        stops it."""
+        pause = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            if not await self.store.renew_lease(run_id, owner, self.lease_seconds):
-                # The next checkpoint will be refused (StaleWrite) and stop the work.
-                log.error("lease lost", extra={"run_id": run_id})
+            await asyncio.sleep(pause)
+            asked = time.monotonic()
+            try:
+                renewed = await self.store.renew_lease(run_id, owner, self.lease_seconds)
+            except (RedisError, OSError) as exc:  # OSError covers socket timeouts
+                left = expires - time.monotonic()
+                if left <= 0:
+                    log.error(
+                        "lease lost: Redis failed until it expired (%s)",
+                        exc,
+                        extra={"run_id": run_id},
+                    )
+                    return
+                log.warning(
+                    "lease renewal failed, retrying for %.1fs: %s",
+                    left,
+                    exc,
+                    extra={"run_id": run_id},
+                )
+                pause = min(_RENEW_RETRY_SECONDS, left)
+                continue
+            if not renewed:
+                log.error(
+                    "lease lost: it expired or another worker holds it", extra={"run_id": run_id}
+                )
                 return
+            expires = asked + self.lease_seconds
+            pause = self.lease_seconds / 3

@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
@@ -26,6 +27,7 @@ from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.slack.app import SLACK, open_slack, slack_events
+from bot.sweeper import Sweeper
 from bot.worker import WorkerLimits, WorkerPool
 from tools.sandbox import run_sandbox
 
@@ -35,6 +37,7 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 DEPS = web.AppKey("deps", Deps)
 POOL = web.AppKey("pool", WorkerPool)
+SWEEPER = web.AppKey("sweeper", Sweeper)
 
 _PING_TIMEOUT_SECONDS = 2.0
 
@@ -92,6 +95,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         )
         await pool.start()
         stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
+        sweeper = Sweeper(
+            deps,
+            interval_seconds=settings.sweep_interval_seconds,
+            listener=slack.threads.on_checkpoint if slack else None,
+            reposter=slack.threads.post_missing if slack else None,
+        )
+        sweeper.start()
+        stack.push_async_callback(sweeper.stop)  # stopped before the workers
+        app[SWEEPER] = sweeper
         auth = webhook_auth(settings)
         if auth is None:
             log.warning("INCIDENT_BOT_WEBHOOK_TOKEN is not set: webhooks are unauthenticated")
@@ -145,20 +157,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """`GET /readyz`: 200 when Redis answers PING and the workers run, else 503 and why."""
+    """`GET /readyz`: 200 when Redis answers PING, the workers run and the sweeper passed
+    within a few intervals, else 503 and why; both report the sweeper's last pass."""
+    sweeper = request.app[SWEEPER]
+    swept = {"sweeper": sweeper.last.describe() if sweeper.last else None}
     if not request.app[POOL].running:
-        return _unready("workers are not running")
+        return _unready("workers are not running", swept)
+    stalled = sweeper.stalled()
+    if stalled is not None:
+        return _unready(stalled, swept)
     try:
         async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
             await request.app[DEPS].store.redis.ping()
     except (RedisError, OSError) as exc:  # OSError covers the timeout
         log.warning("readiness: Redis did not answer PING", extra={"error": repr(exc)})
-        return _unready(f"redis did not answer PING ({type(exc).__name__})")
-    return web.json_response({"status": "ready"})
+        return _unready(f"redis did not answer PING ({type(exc).__name__})", swept)
+    return web.json_response({"status": "ready", **swept})
 
 
-def _unready(reason: str) -> web.Response:
-    return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+def _unready(reason: str, more: dict[str, Any] | None = None) -> web.Response:
+    body = {"status": "unavailable", "reason": reason, **(more or {})}
+    return web.json_response(body, status=503)
 
 
 async def metrics_page(request: web.Request) -> web.Response:

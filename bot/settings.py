@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ValkeyFsync = Literal["everysec", "always", "no"]  # the embedded Valkey's appendfsync
 
 
 class Settings(BaseSettings):
@@ -20,6 +25,25 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     data_dir: Path = Field(default=Path(".incident-bot"), alias="INCIDENT_BOT_DATA_DIR")
     key_prefix: str = Field(default="incident-bot:", alias="INCIDENT_BOT_KEY_PREFIX")
+    # Every Redis client: a pool of at most this many connections per process, where a
+    # command waits up to the pool timeout for a free one (a burst waits, it does not fail).
+    redis_max_connections: int = Field(default=50, ge=1, alias="INCIDENT_BOT_REDIS_MAX_CONNECTIONS")
+    redis_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, alias="INCIDENT_BOT_REDIS_POOL_TIMEOUT"
+    )
+    # At least 1 s: the workers' queue read blocks in Redis for 0.5 s.
+    redis_socket_timeout_seconds: float = Field(
+        default=5.0, ge=1.0, alias="INCIDENT_BOT_REDIS_SOCKET_TIMEOUT"
+    )
+    redis_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, alias="INCIDENT_BOT_REDIS_CONNECT_TIMEOUT"
+    )
+    # A connection idle this long is checked with PING before it is used again.
+    redis_health_check_seconds: int = Field(
+        default=15, ge=0, alias="INCIDENT_BOT_REDIS_HEALTH_CHECK_INTERVAL"
+    )
+    # The embedded Valkey's appendfsync (only when REDIS_URL is unset).
+    valkey_fsync: ValkeyFsync = Field(default="everysec", alias="INCIDENT_BOT_VALKEY_FSYNC")
 
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
@@ -32,6 +56,9 @@ class Settings(BaseSettings):
     token_budget: int = Field(default=400_000, alias="INCIDENT_BOT_TOKEN_BUDGET")
     run_deadline_seconds: float = Field(default=900.0, alias="INCIDENT_BOT_RUN_DEADLINE")
     tool_timeout_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_TOOL_TIMEOUT")
+    # An action's execution, all its calls together; also how old an interrupted action's
+    # record must be before it may be executed again (its calls have surely ended).
+    action_timeout_seconds: float = Field(default=30.0, gt=0, alias="INCIDENT_BOT_ACTION_TIMEOUT")
     lease_seconds: float = Field(default=30.0, alias="INCIDENT_BOT_LEASE_SECONDS")
     # None: the policy's `approval_timeout_seconds`.
     approval_timeout_seconds: float | None = Field(
@@ -57,6 +84,8 @@ class Settings(BaseSettings):
     )
     reclaim_after_seconds: float = Field(default=60.0, alias="INCIDENT_BOT_RECLAIM_AFTER")
     shutdown_grace_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_SHUTDOWN_GRACE")
+    # How often each replica's sweeper claims due deadlines and (one replica) repairs runs.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0, alias="INCIDENT_BOT_SWEEP_INTERVAL")
 
     policy_dir: Path | None = Field(default=None, alias="INCIDENT_BOT_POLICY_DIR")
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
@@ -101,7 +130,13 @@ class Settings(BaseSettings):
     loki_ca_file: Path | None = Field(default=None, alias="LOKI_CA_FILE")
     loki_tenant: str | None = Field(default=None, alias="LOKI_TENANT_ID")
 
-    log_level: str = Field(default="INFO", alias="INCIDENT_BOT_LOG_LEVEL")
+    # `serve` logs at this level; the terminal commands only when it is set (else WARNING).
+    log_level: LogLevel = Field(default="INFO", alias="INCIDENT_BOT_LOG_LEVEL")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
     def pointed_at_sandbox(self, url: str) -> Settings:
         """These settings with every backend (Prometheus, Kubernetes, Alertmanager, Loki)

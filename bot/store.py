@@ -13,7 +13,8 @@ so its Lua scripts also work on Redis Cluster):
     decision:{id}:{proposal}:{user}  SET NX guard: one decision per person and proposal
     decision:{id}:{proposal}       hash: decisions per verdict, and `settled` once decided
     action:{id}:{proposal}         the action's idempotency record (ActionRecord JSON)
-    runs:all / runs:active         sorted sets of run ids (all / not finished) by creation time
+    runs:all / runs:active         sorted sets of run ids (all / not finished) by creation time;
+                                   runs:all keeps the retention window (trimmed on create)
 """
 
 from __future__ import annotations
@@ -104,22 +105,28 @@ return 1
 
 # Folds one delivery of a group's alerts into a run, in one round trip.
 # KEYS: run hash, its alert hash, its alert log.  ARGV: terminal statuses (comma-joined),
-# then (fingerprint, status, alert JSON) per alert.
+# statuses that release the group (comma-joined), then (fingerprint, status, alert JSON)
+# per alert.
 # Returns {run status or '', 1 if the run ended and an alert fires anew, alerts logged,
-# 1 if the run was marked as queued}. An ended run only takes alerts it saw firing.
+# 1 if the run was marked as queued}. An ended run only takes alerts it saw firing; a
+# run that released its group takes no firing alert at all.
 _FOLD_ALERTS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'', 0, 0, 0} end
-local ended = string.find(',' .. ARGV[1] .. ',', ',' .. status .. ',', 1, true) ~= nil
-if ended then
-  for i = 2, #ARGV, 3 do
-    if ARGV[i + 1] == 'firing' and redis.call('HGET', KEYS[2], ARGV[i]) ~= 'firing' then
+local function among(list)
+  return string.find(',' .. list .. ',', ',' .. status .. ',', 1, true) ~= nil
+end
+if among(ARGV[1]) then
+  local released = among(ARGV[2])
+  for i = 3, #ARGV, 3 do
+    local seen = redis.call('HGET', KEYS[2], ARGV[i])
+    if ARGV[i + 1] == 'firing' and (released or seen ~= 'firing') then
       return {status, 1, 0, 0}
     end
   end
 end
 local logged = 0
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
     redis.call('RPUSH', KEYS[3], ARGV[i + 2])
@@ -217,8 +224,14 @@ class RunStore:
         if not created_ok:
             raise RunExists(f"run {run.id} already exists")
         now = time.time()
-        await self.redis.zadd(f"{self._p}runs:all", {run.id: now})
-        await self.redis.zadd(f"{self._p}runs:active", {run.id: now})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(f"{self._p}runs:all", {run.id: now})
+            # The index keeps runs created within the retention window, else it grows
+            # for ever; the runs' keys expire on their own, and unfinished ones stay
+            # listed in runs:active.
+            pipe.zremrangebyscore(f"{self._p}runs:all", "-inf", now - self._retention)
+            pipe.zadd(f"{self._p}runs:active", {run.id: now})
+            await pipe.execute()
         return created
 
     async def load(self, run_id: str) -> Run:
@@ -365,6 +378,16 @@ class RunStore:
         raw = await self.redis.get(self._action_key(run_id, proposal_id))
         return None if raw is None else ActionRecord.model_validate_json(raw)
 
+    async def reopen(self, run: Run) -> None:
+        """An ended run goes on (a retry): its keys stop expiring; it is active again."""
+        lease = self._lease_key(run.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self._run_keys(run.id):
+                if key != lease:  # the lease keeps its TTL
+                    pipe.persist(key)
+            pipe.zadd(f"{self._p}runs:active", {run.id: run.created_at.timestamp()})
+            await pipe.execute()
+
     async def mark_enqueued(self, run_id: str) -> None:
         """Note that the run has a queue entry (`fold_alerts` reports it)."""
         await self.redis.hset(self.run_key(run_id), "enqueued", 1)
@@ -375,9 +398,11 @@ class RunStore:
 
         An ended run takes only alerts it already saw firing (repeats, resolutions); when
         one fires anew nothing is logged and `fires_anew` is set: that is a new incident.
+        An `expired` run released its group: any firing alert is a new incident (nobody
+        decided in time, so the group's next notification gets a new investigation).
         """
         base = self.run_key(run_id)
-        args: list[str] = [",".join(s.value for s in TERMINAL_STATES)]
+        args: list[str] = [",".join(s.value for s in TERMINAL_STATES), RunStatus.EXPIRED.value]
         for alert in alerts:
             args += [alert.fingerprint, alert.status, alert.model_dump_json()]
         status, anew, logged, enqueued = await self._fold_alerts(

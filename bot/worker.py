@@ -4,6 +4,10 @@ Each `serve` replica runs a pool of workers on the shared queue. A worker keeps 
 entry it works on fresh (so no one reclaims it) and, every few seconds, reclaims entries
 that a dead worker left idle. An investigation must get a global and a per-service
 slot first; when the slots are full the entry goes back to the end of the queue.
+
+A drive that raises leaves its entry pending, to be reclaimed after the reclaim delay;
+at the `PARK_AFTER_DELIVERIES`th delivery the entry is parked instead (`bot.parking`).
+A drive that loses the run's lease stops at that write and leaves its entry pending too.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from redis.exceptions import RedisError
 
 from bot.checkpoints import Listener
 from bot.deps import Deps
-from bot.errors import LeaseHeld, RunNotFound
+from bot.errors import LeaseHeld, RunNotFound, StaleWrite
 from bot.models import Run, RunStatus
+from bot.parking import PARK_AFTER_DELIVERIES, describe_failure, park
 from bot.queue import Entry, WorkQueue
 from bot.runner import RunDriver
 
@@ -115,11 +120,49 @@ class WorkerPool:
                     await self._handle(consumer, entry)
             except asyncio.CancelledError:
                 raise
+            except RedisError as exc:  # Redis away for a moment: read again after a pause
+                log.warning("worker %s: Redis failed (%s); retrying", consumer, exc)
+                await asyncio.sleep(1)
             except Exception:  # the boundary of a worker: log, pause, keep serving
                 log.exception("worker %s failed; retrying", consumer)
                 await asyncio.sleep(1)
 
     async def _handle(self, consumer: str, entry: Entry) -> None:
+        try:
+            await self._drive(consumer, entry)
+        except LeaseHeld:
+            # Another worker drives it; leave the entry pending: it is retried after the
+            # reclaim delay, in case that worker stops before the run is settled. It was
+            # not driven, so this delivery is not counted.
+            log.info("run is leased elsewhere", extra={"run_id": entry.run_id})
+            await self._queue.uncount(consumer, entry)
+        except StaleWrite:
+            # The lease was lost mid-drive (the drive stopped at that write): whoever
+            # reclaims the entry goes on from the last checkpoint.
+            log.warning("drive stopped: the run's lease was lost", extra={"run_id": entry.run_id})
+        except Exception as exc:  # the boundary of one drive: record it, park poison work
+            log.exception(
+                "drive failed",
+                extra={"run_id": entry.run_id, "deliveries": entry.deliveries},
+            )
+            await self._failed(entry, exc)
+
+    async def _failed(self, entry: Entry, exc: Exception) -> None:
+        """A drive raised: audit it; at the last allowed delivery, park the entry."""
+        error = describe_failure(exc)
+        await self._deps.store.audit(
+            entry.run_id,
+            "drive_failed",
+            owner=self._deps.owner,
+            entry=entry.id,
+            deliveries=entry.deliveries,
+            error=error,
+        )
+        if entry.deliveries >= PARK_AFTER_DELIVERIES:
+            await park(self._driver, self._queue, self._deps.metrics, entry, error)
+
+    async def _drive(self, consumer: str, entry: Entry) -> None:
+        """Drive the entry's run as far as it goes now, then acknowledge the entry."""
         try:
             run = await self._deps.store.load(entry.run_id)
         except RunNotFound:
@@ -141,11 +184,6 @@ class WorkerPool:
         self.busy += 1
         try:
             await self._driver.drive(run.id)
-        except LeaseHeld:
-            # Another worker drives it; leave the entry pending: it is retried after the
-            # reclaim delay, in case that worker stops before the run is settled.
-            log.info("run is leased elsewhere", extra={"run_id": run.id})
-            return
         finally:
             self.busy -= 1
             keeper.cancel()
@@ -170,8 +208,11 @@ class WorkerPool:
         """While the run is driven: keep its entry from being reclaimed, keep its slots."""
         while True:
             await asyncio.sleep(self._limits.reclaim_after_seconds / 3)
-            await self._queue.touch(consumer, entry.id)
-            if slotted:
-                await self._queue.extend_slots(
-                    run_id, service=service, ttl=self._limits.slot_seconds
-                )
+            try:
+                await self._queue.touch(consumer, entry.id)
+                if slotted:
+                    await self._queue.extend_slots(
+                        run_id, service=service, ttl=self._limits.slot_seconds
+                    )
+            except RedisError as exc:  # Redis away for a moment: the drive goes on
+                log.warning("could not keep the queue entry: %s", exc, extra={"run_id": run_id})

@@ -1,4 +1,4 @@
-"""Which Slack channel a run is posted to (a pure function of the policy and the labels)."""
+"""Where a run is posted and whom it pages (pure functions of the policy and the labels)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,12 @@ def channel_for(policy: Policy, labels: Mapping[str, str]) -> str | None:
         if labels_match(route.match, labels):
             return route.channel
     return policy.routing.default
+
+
+def escalation_for(policy: Policy, labels: Mapping[str, str]) -> str | None:
+    """Whom a run with `labels` pages when it ends needing someone: the `escalate` of the
+    first route whose matchers fit, else `routing.default_escalate` (None: nobody)."""
+    for route in policy.routing.routes:
+        if labels_match(route.match, labels):
+            return route.escalate or policy.routing.default_escalate
+    return policy.routing.default_escalate

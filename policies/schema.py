@@ -49,6 +49,9 @@ AUTO_APPROVER = "policy:auto"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ACTION_PATTERN = r"^[A-Za-z0-9_.*?\[\]-]+$"
+# Whom a run that needs someone pages: a Slack user (U…, W…), a user group ID (S…) or
+# a user group's @handle.
+_ESCALATION_TARGET = re.compile(r"[UWS][A-Z0-9]{2,}|@[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def labels_match(matchers: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -285,20 +288,36 @@ class Budgets(_Section):
     per_day: Budget = Field(default_factory=Budget)
 
 
+def _escalation_target(target: str | None) -> str | None:
+    if target is not None and _ESCALATION_TARGET.fullmatch(target) is None:
+        raise ValueError(
+            "must be a Slack user ID (U… or W…), a user group ID (S…) or a user group "
+            "handle such as '@oncall' (quoted in YAML)"
+        )
+    return target
+
+
 class Route(_Section):
-    """Alerts whose labels match go to `channel` (a Slack channel ID or #name)."""
+    """Alerts whose labels match go to `channel` (a Slack channel ID or #name); a run of
+    theirs that ends needing someone mentions `escalate` in its thread."""
 
     match: dict[str, str] = Field(default_factory=dict)
     channel: str = Field(min_length=1)
+    escalate: str | None = None
 
     _match = field_validator("match")(_compiled)
+    _escalate = field_validator("escalate")(_escalation_target)
 
 
 class Routing(_Section):
-    """Where a run is posted: the first matching route, else `default`."""
+    """Where a run is posted: the first matching route, else `default`; whom it pages when
+    it ends needing someone: that route's `escalate`, else `default_escalate`."""
 
     default: str | None = None
+    default_escalate: str | None = None
     routes: list[Route] = Field(default_factory=list)
+
+    _escalate = field_validator("default_escalate")(_escalation_target)
 
 
 class Webhook(_Section):
@@ -311,14 +330,18 @@ class Webhook(_Section):
     # Plain http only when the operator says so: the signed body and the answer travel
     # unencrypted and anyone on the path can read or replay them.
     insecure: bool = False
+    # Where the receiver answers (signed GET, Idempotency-Key header) 200 when it ran a
+    # key and 404 when it never got it: lets a call interrupted by a crash be reconciled.
+    status_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     @model_validator(mode="after")
     def _https_unless_insecure(self) -> Webhook:
-        if self.url.startswith("http://") and not self.insecure:
-            raise ValueError(
-                f"url {self.url} is plain http: use https, or add `insecure: true` to "
-                "this webhook to accept an unencrypted one"
-            )
+        for field, url in (("url", self.url), ("status_url", self.status_url or "")):
+            if url.startswith("http://") and not self.insecure:
+                raise ValueError(
+                    f"{field} {url} is plain http: use https, or add `insecure: true` to "
+                    "this webhook to accept an unencrypted one"
+                )
         return self
 
 

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bot_env(**overrides: str) -> dict[str, str]:
-    """The environment for a bot subprocess: this one, without model, Redis or Slack settings."""
+    """The environment for a bot subprocess: this one, without model, Redis or Slack settings,
+    logging at WARNING."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -25,6 +26,9 @@ def bot_env(**overrides: str) -> dict[str, str]:
         )
     }
     env["PYTHONPATH"] = str(ROOT)
+    # `serve` logs INFO by default; nobody reads a test process's pipes until it ends, and
+    # a long test's INFO lines would fill them and block the process.
+    env["INCIDENT_BOT_LOG_LEVEL"] = "WARNING"
     return env | overrides
 
 

@@ -53,7 +53,8 @@ async def start_replica(tmp_path: Path, **env: str) -> Replica:
 
     async def healthy() -> bool | None:
         if process.returncode is not None:
-            raise RuntimeError(f"serve exited with {process.returncode}")
+            err = await process.stderr.read() if process.stderr else b""
+            raise RuntimeError(f"serve exited with {process.returncode}: {err.decode()[-2000:]}")
         try:
             async with aiohttp.ClientSession() as http, http.get(f"{replica.url}/readyz") as r:
                 return True if r.status == 200 else None

@@ -124,6 +124,7 @@ class SlackServer:
         self.envelope_acks: dict[str, JsonDict] = {}
         self._limits: dict[str, list[int]] = {}
         self._failures: dict[str, list[str]] = {}
+        self._failing_text: dict[str, str] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
@@ -157,9 +158,13 @@ class SlackServer:
         """Answer the next `times` calls of `method` with 429 and `Retry-After`."""
         self._limits[method] = [retry_after] * times
 
-    def fail(self, method: str, error: str = "fatal_error", times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
+    def fail(
+        self, method: str, error: str = "fatal_error", times: int = 1, *, text: str = ""
+    ) -> None:
+        """Answer the next `times` calls of `method` (only those whose `text` contains
+        `text`, if given) with `{"ok": false, "error": error}`."""
         self._failures[method] = [error] * times
+        self._failing_text[method] = text
 
     def response_url(self) -> str:
         """A fresh response URL (as Slack puts in commands and interactions)."""
@@ -207,7 +212,7 @@ class SlackServer:
                 headers={"Retry-After": str(limited.pop(0))},
             )
         failures = self._failures.get(method)
-        if failures:
+        if failures and self._failing_text.get(method, "") in str(args.get("text") or ""):
             await self._record(call)
             return web.json_response({"ok": False, "error": failures.pop(0)})
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN

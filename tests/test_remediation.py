@@ -9,7 +9,7 @@ import pytest
 
 from bot.deps import Deps, open_deps
 from bot.errors import ProposalError
-from bot.models import ActionRecord, Check, Decision, Run, RunStatus
+from bot.models import Check, Decision, Run, RunStatus
 from bot.runs import record_decision, start_run
 from bot.settings import Settings
 from tests.factories import alert
@@ -81,39 +81,6 @@ async def test_a_decision_on_a_finished_run_is_refused(deps: Deps) -> None:
     await deps.driver().drive(run.id)
     with pytest.raises(ProposalError, match="not awaiting approval"):
         await _decide(deps, run, "approve", user="U9")
-
-
-async def test_an_action_started_by_a_dead_process_is_never_run_again(
-    deps: Deps, sandbox_state: Callable[[], Awaitable[dict[str, Any]]]
-) -> None:
-    run = await _proposed(deps)
-    assert run.proposal is not None
-    await _decide(deps, run, "approve")
-    # A process claimed the action, then died before writing its outcome.
-    await deps.store.acquire_lease(run.id, "dead-process", 30)
-    executing = await deps.store.checkpoint(
-        run.model_copy(update={"status": RunStatus.EXECUTING}), owner="dead-process"
-    )
-    await deps.store.begin_action(
-        ActionRecord(
-            run_id=run.id,
-            proposal_id=run.proposal.id,
-            action=run.proposal.action,
-            arguments=run.proposal.arguments,
-            state="started",
-            owner="dead-process",
-        )
-    )
-    await deps.store.release_lease(run.id, "dead-process")  # its lease expired
-
-    done = await deps.driver().drive(executing.id)
-
-    assert done.status is RunStatus.NEEDS_ATTENTION
-    assert "was not run again" in done.outcome
-    assert "deployment shop/checkout: revision 2" in done.outcome  # what it observed
-    assert (await sandbox_state())["deployments"]["shop/checkout"]["patches"] == 0
-    events = [e.event for e in await deps.store.read_audit(run.id)]
-    assert "action_interrupted" in events and "action_started" not in events
 
 
 async def test_a_signal_that_does_not_recover_needs_attention(

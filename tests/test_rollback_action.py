@@ -90,7 +90,7 @@ async def test_executing_twice_patches_once(
     await ROLLBACK.execute(action_context, TO_V231, "prop-1")
     again = await ROLLBACK.execute(action_context, TO_V231, "prop-1")
     assert again == (
-        f"deployment shop/checkout: revision 3 ({OLD}) already runs the images of "
+        f"deployment shop/checkout: revision 3 ({OLD}) already runs the pod template of "
         f"revision 1 ({OLD}): nothing changed"
     )
     state = await sandbox_state()

@@ -17,9 +17,11 @@ from bot.models import (
     TextPart,
     ToolCallPart,
     ToolResultPart,
+    utcnow,
 )
 from bot.slack import blocks
 from bot.slack.app import SLACK
+from bot.slack.listing import run_list
 from tests.factories import alert
 from tests.slack_helpers import APPROVER, SHOP_CHANNEL, bot_app, bot_env
 from tests.slack_server import SlackServer, validate_message
@@ -73,13 +75,16 @@ def test_every_builder_stays_within_the_limits_with_huge_inputs() -> None:
         _valid(blocks.root_message(run))
         _valid(blocks.proposal_message(run, dry_run=BIG, gate=gate, decisions=decisions))
         _valid(blocks.outcome_message(run))
+        paged = blocks.Escalation(target="@oncall", mention="<!subteam^S0ONCALL1>")
+        _valid(blocks.outcome_message(run, paged))
         _valid(blocks.run_status(run))
     messages = blocks.findings_messages(_huge_run(RunStatus.CONCLUDED).findings)
     assert len(messages) == 4
     for message in messages:
         _valid(message)
     _valid(blocks.progress_message([blocks.progress_line("logs_query", BIG, True)] * 40, done=True))
-    _valid(blocks.run_list([_huge_run(RunStatus.QUEUED)] * 60))
+    listed = [_huge_run(status) for status in RunStatus for _ in range(8)]
+    _valid(run_list(listed, now=utcnow()))
     modal = blocks.reject_modal("run-1", "prop-1", BIG, {"channel": "C1"})
     assert modal.to_dict()["callback_id"] == "reject_reason"
 

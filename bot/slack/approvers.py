@@ -41,6 +41,10 @@ class GroupMembers:
                 found.add(name)
         return frozenset(found)
 
+    async def group_id(self, name: str) -> str | None:
+        """The ID of the user group `name` (an ID, or a handle with or without `@`)."""
+        return (await self._group_ids()).get(name.removeprefix("@").casefold())
+
     async def _group_ids(self) -> dict[str, str]:
         if self._groups is not None and self._groups[0] > time.monotonic():
             return self._groups[1]
@@ -81,4 +85,4 @@ def gate(requirement: Requirement) -> Gate:
     text = f"Needs {needs} approval{'s' if needs != 1 else ''} from {approvers(requirement)}"
     if requirement.frozen:
         text = f"🧊 {escape(requirement.reason)}. {text}"
-    return Gate(buttons=True, note=text)
+    return Gate(buttons=True, note=text, asked=approvers(requirement))

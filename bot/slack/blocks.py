@@ -62,6 +62,14 @@ STATUS: dict[RunStatus, tuple[str, str]] = {
     RunStatus.NEEDS_ATTENTION: ("🚨", "Needs attention"),
 }
 
+# Runs that need a person, and why in words (`/incident list`, the outcome message).
+NEEDS_SOMEONE: dict[RunStatus, str] = {
+    RunStatus.AWAITING_APPROVAL: "its proposal waits for a decision",
+    RunStatus.NEEDS_ATTENTION: "the bot could not finish it on its own; a person must take over",
+    RunStatus.FAILED: "the approved action failed, so the problem is not fixed",
+    RunStatus.EXPIRED: "nobody decided on its proposal in time; nothing was changed",
+}
+
 
 @dataclass(frozen=True)
 class SlackMessage:
@@ -81,11 +89,20 @@ class SlackMessage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Escalation:
+    """Whom a run that ended needing someone pages in its outcome message."""
+
+    target: str | None  # as the policy's routing names it (None: nobody)
+    mention: str | None  # the Slack mention that pages it now (None: nobody, or paged before)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Gate:
     """What the policy says about a proposal, as its message shows it."""
 
     buttons: bool  # whether people may decide here (allowed, not auto-approved)
     note: str  # who must approve, a freeze, or why it is forbidden
+    asked: str = ""  # the approvers as Slack mentions (said again once it expired)
 
 
 # -- text --------------------------------------------------------------------------
@@ -203,12 +220,21 @@ def findings_messages(findings: Sequence[Finding]) -> list[SlackMessage]:
     return messages
 
 
-def outcome_message(run: Run) -> SlackMessage:
-    """The closing thread reply."""
+def outcome_message(run: Run, escalation: Escalation | None = None) -> SlackMessage:
+    """The closing thread reply; for a run that needs someone, why, paging `escalation`."""
     text = f"{status_label(run.status)}"
     if run.outcome:
         text += f": {escape(run.outcome)}"
-    return SlackMessage(cut(text, FALLBACK_CHARS), (section(text),))
+    blocks: list[Block] = [section(text)]
+    why = NEEDS_SOMEONE.get(run.status)
+    if why is not None and run.status.terminal:
+        page = escalation.mention if escalation is not None else None
+        line = f"This run needs someone: {why}."
+        blocks.append(section(f"{page} {line}" if page else line))
+        if escalation is None or escalation.target is None:
+            blocks.append(_context("Nobody was paged: the policy's `routing` names no `escalate`."))
+        text = f"{page} {text}" if page else text
+    return SlackMessage(cut(text, FALLBACK_CHARS), tuple(blocks))
 
 
 def decision_line(decision: Decision) -> str:
@@ -265,7 +291,10 @@ def proposal_message(
         blocks.append(_buttons(run))
     elif run.status is not RunStatus.AWAITING_APPROVAL:
         line = status_label(run.status)
-        if run.outcome and run.status.terminal:
+        if run.status is RunStatus.EXPIRED:
+            asked = gate.asked or "nobody the policy names"
+            line += f". Asked: {asked}; nothing was changed."
+        elif run.outcome and run.status.terminal:
             line += f": {escape(run.outcome)}"
         blocks.append(section(line))
     return SlackMessage(f"Approval needed: {p.action} on {target}", tuple(blocks))
@@ -317,21 +346,12 @@ def reject_modal(run_id: str, proposal_id: str, what: str, reply_to: dict[str, s
 HELP = (
     "*/incident* commands:\n"
     "• `/incident investigate <question>`: investigate in a new thread here\n"
-    "• `/incident list`: open runs\n"
+    "• `/incident list`: the runs that need someone, then the other open runs\n"
     "• `/incident status <run>`: where a run stands\n"
     "• `/incident cancel <run>`: stop a run\n"
     "• `/incident help`: this help\n"
     "Mention me in a thread to investigate with the thread as context."
 )
-
-
-def run_list(runs: Sequence[Run]) -> SlackMessage:
-    """Open runs, one line each (newest first)."""
-    if not runs:
-        return SlackMessage("No open runs.", (section("No open runs."),))
-    lines = [f"`{r.id}` {status_label(r.status)} · {escape(r.alert.title)}" for r in runs[:40]]
-    chunks = ["\n".join(lines[i : i + 10]) for i in range(0, len(lines), 10)]
-    return SlackMessage(f"{len(runs)} open runs", tuple(section(c) for c in chunks))
 
 
 def run_status(run: Run) -> SlackMessage:

@@ -29,7 +29,8 @@ from bot.run_permissions import groups_that_may_change, why_not_allowed_to_chang
 from bot.runs import start_run
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers
-from bot.slack.deliveries import AfterAck, Deliveries
+from bot.slack.deliveries import AfterAck, Deliveries, by_response_url
+from bot.slack.listing import run_list
 from bot.slack.payloads import EventCallback, Mention
 from bot.slack.refs import MessageRefs
 from bot.slack.threads import SlackThreads
@@ -40,6 +41,8 @@ _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 _LABEL = re.compile(r"\b([a-zA-Z_][a-zA-Z0-9_]*)=([^\s,;]+)")
 CONTEXT_CHARS = 4000
 _BUSY = {RunStatus.EXECUTING, RunStatus.VERIFYING}
+LISTED_OPEN = 100  # open runs read for `/incident list`
+LISTED_RECENT = 200  # newest runs read for it, for those that ended needing someone
 
 
 class Commands:
@@ -67,21 +70,34 @@ class Commands:
         rest = rest.strip()
         word = rest.split()[0] if rest else ""
         user, channel, trigger = command["user_id"], command["channel_id"], command["trigger_id"]
+        tell = by_response_url(respond)
         match verb.lower():
             case "investigate" if rest:
                 await ack(text=f"Investigating: {blocks.cut(rest, 200)}", response_type="ephemeral")
                 self._after_ack.run(
-                    trigger, "investigate", lambda: self._investigate(rest, user, channel)
+                    trigger,
+                    "/incident investigate",
+                    lambda: self._investigate(rest, user, channel),
+                    tell=tell,
                 )
             case "list":
                 await ack()
-                self._after_ack.run(trigger, "list", lambda: self._list(respond))
+                self._after_ack.run(
+                    trigger, "/incident list", lambda: self._list(respond), tell=tell
+                )
             case "status" if rest:
                 await ack()
-                self._after_ack.run(trigger, "status", lambda: self._status(word, respond))
+                self._after_ack.run(
+                    trigger, "/incident status", lambda: self._status(word, respond), tell=tell
+                )
             case "cancel" if rest:
                 await ack()
-                self._after_ack.run(trigger, "cancel", lambda: self._cancel(word, user, respond))
+                self._after_ack.run(
+                    trigger,
+                    "/incident cancel",
+                    lambda: self._cancel(word, user, respond),
+                    tell=tell,
+                )
             case _:
                 await ack(text=blocks.HELP, response_type="ephemeral")
 
@@ -141,8 +157,12 @@ class Commands:
         await self.investigate(question, user=user, channel=channel, ts=None)
 
     async def _list(self, respond: AsyncRespond) -> None:
-        runs = await self._deps.store.list_runs(limit=40, active_only=True)
-        await respond(response_type="ephemeral", **blocks.run_list(runs).payload())
+        """The open runs and the recent ones that ended needing someone."""
+        store = self._deps.store
+        runs = await store.list_runs(limit=LISTED_OPEN, active_only=True)
+        runs += await store.list_runs(limit=LISTED_RECENT)
+        message = run_list(runs, now=utcnow())
+        await respond(response_type="ephemeral", **message.payload())
 
     async def _status(self, run_id: str, respond: AsyncRespond) -> None:
         try:
@@ -198,7 +218,7 @@ class Commands:
         log.info("slack investigation started", extra={"run_id": run.id})
         # Its thread shows it queued at once, posted after the answer: the run is safe in
         # Redis and queued, and a mention is answered only when this returns.
-        self._after_ack.run(None, "post the run's thread", lambda: self._show(run))
+        self._after_ack.run(None, "post the run's thread", lambda: self._show(run), tell=None)
         return run
 
     async def cancel(self, run_id: str, *, user: str) -> str:

@@ -22,6 +22,8 @@ from typing import Literal
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ EVENT_DONE_SECONDS = 24 * 3600  # Slack retries within minutes; keep ids a day
 
 EventOutcome = Literal["handled", "repeated", "busy"]
 Work = Callable[[], Awaitable[None]]
+# Sends the person who made a request an ephemeral message (a response URL, or
+# chat.postEphemeral).
+Tell = Callable[[str], Awaitable[object]]
 
 # KEYS: the claim.  ARGV: the claimant's token.  Deletes the claim only if it is ours.
 _RELEASE = """
@@ -76,18 +81,48 @@ class Deliveries:
         return "handled"
 
 
+def by_response_url(respond: AsyncRespond) -> Tell:
+    """Tell the person through the request's response URL (commands and buttons carry one)."""
+
+    async def tell(text: str) -> None:
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    return tell
+
+
+def by_ephemeral_post(client: AsyncWebClient, channel: str, user: str) -> Tell:
+    """Tell the person with `chat.postEphemeral` in `channel` (a modal has no response URL)."""
+
+    async def tell(text: str) -> None:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    return tell
+
+
+def failure_text(what: str, error: Exception) -> str:
+    """What a person is told when the work of their request failed after its ack."""
+    return (
+        f"⚠️ incident-bot received your {what} but could not finish it "
+        f"({type(error).__name__}). If the run's thread does not show it, "
+        "try again in a moment."
+    )
+
+
 class AfterAck:
     """Runs a listener's work after its ack, in a task whose reference is kept, once per
-    `trigger_id`; a failure is logged here (the task's boundary), never raised."""
+    `trigger_id`. A failure is logged here (the task's boundary), never raised, and the
+    person who made the request is told, ephemerally: Slack showed them the ack, and
+    would otherwise show nothing more."""
 
     def __init__(self, deliveries: Deliveries) -> None:
         self._deliveries = deliveries
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def run(self, trigger_id: str | None, what: str, work: Work) -> None:
+    def run(self, trigger_id: str | None, what: str, work: Work, *, tell: Tell | None) -> None:
         """Start `work` unless a request with the same `trigger_id` acted already
-        (None: the request carries none; the work guards itself)."""
-        task = asyncio.create_task(self._once(trigger_id, what, work), name=f"slack {what}")
+        (None: the request carries none; the work guards itself). If it fails, `tell`
+        says so to the person (None: nobody waits for this work)."""
+        task = asyncio.create_task(self._once(trigger_id, what, work, tell), name=f"slack {what}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -96,7 +131,7 @@ class AfterAck:
         while pending := [t for t in self._tasks if not t.done()]:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _once(self, trigger_id: str | None, what: str, work: Work) -> None:
+    async def _once(self, trigger_id: str | None, what: str, work: Work, tell: Tell | None) -> None:
         try:
             if trigger_id is not None and not await self._deliveries.first_use(trigger_id):
                 log.warning(
@@ -105,5 +140,18 @@ class AfterAck:
                 )
                 return
             await work()
-        except Exception:  # the task's boundary: log it, keep the process serving
+        except Exception as exc:  # the task's boundary: log it, keep the process serving
             log.exception("slack: %s failed", what, extra={"trigger_id": trigger_id})
+            if tell is not None:
+                await _tell_failure(tell, what, exc, trigger_id)
+
+
+async def _tell_failure(tell: Tell, what: str, error: Exception, trigger_id: str | None) -> None:
+    try:
+        await tell(failure_text(what, error))
+    except Exception:  # Slack is failing too: the log is all that is left
+        log.exception(
+            "slack: could not tell the person that %s failed",
+            what,
+            extra={"trigger_id": trigger_id},
+        )

@@ -5,7 +5,7 @@ approve this action for this alert), recorded idempotently in Redis, and a resum
 goes on the work queue for any replica's workers. The work runs after the ack, once per
 `trigger_id` (a replayed signed click does nothing). Refusals (not an approver, already
 decided, expired, a button or modal the bot did not make) are answered ephemerally to
-the person who clicked.
+the person who clicked, and so is work that failed after the ack (`AfterAck`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bot.models import Decision, RunStatus, utcnow
 from bot.runs import record_decision
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers, approvers
-from bot.slack.deliveries import AfterAck
+from bot.slack.deliveries import AfterAck, by_ephemeral_post, by_response_url
 from bot.slack.payloads import BlockActions, ViewSubmission
 from bot.slack.refs import MessageRefs
 from bot.slack.threads import SlackThreads
@@ -90,7 +90,12 @@ class Interactions:
         """The Approve button."""
         await ack()
         click = BlockActions.model_validate(body)
-        self._after_ack.run(click.trigger_id, "approve", lambda: self._approve(click, respond))
+        self._after_ack.run(
+            click.trigger_id,
+            "approval",
+            lambda: self._approve(click, respond),
+            tell=by_response_url(respond),
+        )
 
     async def _approve(self, click: BlockActions, respond: AsyncRespond) -> None:
         target = read_value(Target, click.actions[0].value)
@@ -107,7 +112,10 @@ class Interactions:
         await ack()
         click = BlockActions.model_validate(body)
         self._after_ack.run(
-            click.trigger_id, "reject", lambda: self._ask_reason(click, client, respond)
+            click.trigger_id,
+            "rejection",
+            lambda: self._ask_reason(click, client, respond),
+            tell=by_response_url(respond),
         )
 
     async def _ask_reason(
@@ -142,8 +150,10 @@ class Interactions:
         user = submitted.user.id
         self._after_ack.run(
             submitted.trigger_id,
-            "reject reason",
+            "rejection",
             lambda: self._rejected(metadata, user, reason, client),
+            # The modal was opened from the proposal's channel; told there.
+            tell=by_ephemeral_post(client, metadata.channel, user) if metadata.channel else None,
         )
 
     async def _rejected(

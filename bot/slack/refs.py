@@ -8,6 +8,7 @@ by button handlers on any replica, so their references live beside the run, not 
     root_ts      the run's status message, updated in place as the run moves
     <name>.ts    other messages (`progress`, `proposal:<id>`, `final`, ...)
     <name>.claim who is posting it now, and since when
+    escalated    who paged the run's escalation target, and when (set once, `mark`)
 
 A message is posted by whoever claims its name first (`HSETNX`-like, in a script), so
 two replicas never post two root messages for one run. A claim whose poster died before
@@ -89,6 +90,18 @@ class MessageRefs:
     async def release(self, run_id: str, name: str) -> None:
         """Give up a claim (the post failed): the next caller may try again."""
         await self._redis.hdel(self.key(run_id), f"{name}.claim")
+
+    async def mark(self, run_id: str, name: str, claimant: str) -> bool:
+        """Set flag `name` if it is unset (`HSETNX`): True for the one caller that set it."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self.key(run_id), name, f"{claimant}|{time.time():.3f}")
+            pipe.expire(self.key(run_id), self._retention)
+            answers = await pipe.execute()
+        return bool(answers[0])
+
+    async def unmark(self, run_id: str, name: str) -> None:
+        """Clear flag `name` (what it stood for did not happen after all)."""
+        await self._redis.hdel(self.key(run_id), name)
 
     async def posted(self, run_id: str, name: str, ts: str, **more: str) -> None:
         """Record that message `name` was posted with timestamp `ts`."""

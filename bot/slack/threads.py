@@ -2,7 +2,8 @@
 
 One root message per run in the routed channel, updated in place as the run moves;
 in its thread: one progress message (edited, at most once per interval), the findings,
-the proposal with its buttons, and the outcome. This listener runs after every
+the proposal with its buttons, and the outcome (which pages the route's escalation
+target when the run needs someone). This listener runs after every
 checkpoint of whichever replica drives the run; every message is posted by whoever
 claims it first in Redis (`refs.py`), so a run never gets two of anything.
 """
@@ -23,7 +24,8 @@ from bot.deps import Deps
 from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
 from bot.remediation import dry_run
 from bot.slack import blocks
-from bot.slack.approvers import gate
+from bot.slack.approvers import GroupMembers, gate
+from bot.slack.escalation import Pager
 from bot.slack.pacing import ChannelPacer, Coalescer
 from bot.slack.refs import MessageRefs
 from policies.routing import channel_for
@@ -41,6 +43,7 @@ class SlackThreads:
         self._deps = deps
         self._client = client
         self._refs = refs
+        self._pager = Pager(deps.policy, refs, GroupMembers(client))
         interval = deps.settings.slack_min_interval_seconds
         self._pacer = ChannelPacer(interval)
         self._progress = Coalescer(interval)
@@ -104,7 +107,27 @@ class SlackThreads:
             self._progress.forget(run.id)
             if run.proposal is None:
                 await self._post_once(run, "findings", channel, thread, self._findings(run))
-            await self._post_once(run, "final", channel, thread, [blocks.outcome_message(run)])
+            await self._post_outcome(run, channel, thread)
+
+    async def post_missing(self, run: Run) -> list[str]:
+        """Post the run's root, proposal and (once it ended) closing messages if they were
+        never posted (a failed post is not retried otherwise); returns the names of those
+        posted now. Every post is claimed first (`refs.py`), so a message being posted
+        elsewhere is left alone."""
+        refs = await self._refs.load(run.id)
+        if (refs.get("channel") or self.channel_for(run)) is None:
+            return []
+        wanted = ["root"]
+        if run.proposal is not None and run.status is RunStatus.AWAITING_APPROVAL:
+            wanted.append(f"proposal:{run.proposal.id}")
+        if run.status.terminal:
+            wanted.append("final")
+        missing = [name for name in wanted if f"{name}.ts" not in refs]
+        if not missing:
+            return []
+        await self.show(run)
+        after = await self._refs.load(run.id)
+        return [name for name in missing if f"{name}.ts" in after]
 
     # -- the root message ------------------------------------------------------------
     async def _root(self, run: Run, refs: dict[str, str], channel: str) -> str | None:
@@ -164,6 +187,21 @@ class SlackThreads:
     @staticmethod
     def _findings(run: Run) -> list[blocks.SlackMessage]:
         return blocks.findings_messages(run.findings)
+
+    async def _post_outcome(self, run: Run, channel: str, thread: str) -> None:
+        """The closing reply, once; a run that needs someone says why and pages its
+        route's escalation target in it (`escalation.py`: once per run, ever)."""
+        if not (await self._refs.claim(run.id, "final", self._deps.owner)).mine:
+            return
+        escalation = None
+        try:
+            escalation = await self._pager.claim(run, self._deps.owner)
+            ts = await self._post(channel, blocks.outcome_message(run, escalation), thread)
+        except BaseException:
+            await self._pager.unclaim(run, escalation)
+            await self._refs.release(run.id, "final")
+            raise
+        await self._refs.posted(run.id, "final", ts)
 
     async def _show_proposal(self, run: Run, channel: str, thread: str) -> None:
         assert run.proposal is not None  # noqa: S101 - checked by the caller

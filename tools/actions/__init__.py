@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tools.actions.alertmanager import SILENCE, SilenceInput
-from tools.actions.base import Action, ActionContext, ActionError, WebhookEndpoint
+from tools.actions.base import Action, ActionContext, ActionError, Effect, WebhookEndpoint
 from tools.actions.deployments import RESTART, SCALE, RestartInput, ScaleInput
 from tools.actions.kubernetes import ROLLBACK, RollbackInput
 from tools.actions.webhook import WEBHOOK, WebhookInput
@@ -21,6 +21,7 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionError",
+    "Effect",
     "RestartInput",
     "RollbackInput",
     "ScaleInput",

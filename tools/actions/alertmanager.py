@@ -16,7 +16,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.target import SilenceMatcher, Target
-from tools.actions.base import Action, ActionContext, ActionError
+from tools.actions.base import Action, ActionContext, ActionError, Effect
 
 CREATED_BY = "incident-bot"
 
@@ -140,6 +140,15 @@ async def observe(ctx: ActionContext, args: SilenceInput) -> str:
     return _describe(found)
 
 
+async def observe_effect(ctx: ActionContext, args: SilenceInput, proposal_id: str) -> Effect:
+    """`applied` when a silence (in any state) carries this proposal's marker."""
+    try:
+        found = await find_silence(ctx, proposal_id)
+    except ActionError:
+        return "unknown"
+    return "not_applied" if found is None else "applied"
+
+
 def target(args: SilenceInput) -> Target:
     """The alerts it silences: its matchers, in the namespace an equality matcher names
     (every namespace when none does)."""
@@ -165,6 +174,9 @@ SILENCE = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    observe_effect=observe_effect,
     target=target,
     reversible=True,
+    # Looked up by the proposal's marker before it is created.
+    idempotent_by_proposal=True,
 )

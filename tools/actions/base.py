@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -17,6 +17,10 @@ from pydantic import BaseModel, ValidationError
 from policies.target import Target
 from tools.http_backend import NO_AUTH, HttpAuth
 from tools.toolset import describe_validation_error
+
+# Whether a proposal's action took effect, read from the marks it leaves on its target:
+# `unknown` when the target cannot be asked (or cannot tell).
+Effect = Literal["applied", "not_applied", "unknown"]
 
 
 class ActionError(Exception):
@@ -32,6 +36,8 @@ class WebhookEndpoint:
     secret: bytes | None
     # The policy allowed plain http for this URL (`insecure: true`).
     insecure: bool = False
+    # Where the receiver says whether it ran an Idempotency-Key (None: it cannot be asked).
+    status_url: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,10 +77,18 @@ class Action:
     execute: Callable[[ActionContext, Any, str], Awaitable[str]]
     # The target's current state in one line, read-only; used after execution.
     observe: Callable[[ActionContext, Any], Awaitable[str]]
+    # (ctx, args, proposal_id) -> whether this proposal's execution took effect, from the
+    # mark it leaves (an annotation, a silence comment, the receiver's idempotency log);
+    # read-only. Used when a process died between the action's `started` and its outcome.
+    observe_effect: Callable[[ActionContext, Any, str], Awaitable[Effect]]
     # What the validated arguments change; the policy judges this, channels show it.
     target: Callable[[Any], Target]
     # Bounded and reversible by construction: only such an action may be auto-approved.
     reversible: bool = False
+    # Executing it again for the same proposal changes nothing once it took effect (it is
+    # keyed by the proposal id or sets absolute values), so an execution whose effect is
+    # observed `not_applied` may be run again under the same action record.
+    idempotent_by_proposal: bool = False
 
     def target_of(self, arguments: Mapping[str, Any]) -> Target:
         """The target of raw arguments (an invalid target when they do not validate)."""

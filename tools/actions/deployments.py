@@ -4,7 +4,9 @@ Both are idempotent by construction. A restart sets the pod template's
 `kubectl.kubernetes.io/restartedAt` (as `kubectl rollout restart` does) together with
 `incident-bot/restart-proposal`, the proposal it belongs to: a deployment whose template
 already carries this proposal's key was restarted for it, and is left alone. Scaling sets
-an absolute replica count, so doing it again changes nothing.
+an absolute replica count, so doing it again changes nothing. Both set
+`incident-bot/proposal` on the deployment in the same patch, the mark by which an interrupted
+execution is later found to have taken effect.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from typing import Any
 from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.actions.base import Action, ActionContext, ActionError
-from tools.actions.kubernetes import PROPOSAL_ANNOTATION, deployment_target
+from tools.actions.base import Action, ActionContext, ActionError, Effect
+from tools.actions.kubernetes import (
+    PROPOSAL_ANNOTATION,
+    RESTART_PROPOSAL,
+    RESTARTED_AT,
+    deployment_target,
+    proposal_of,
+)
 from tools.kube_client import (
     KubernetesError,
     call_kubernetes,
@@ -25,9 +33,6 @@ from tools.kube_client import (
     revision_of,
 )
 from tools.kubernetes import rollout_state
-
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-RESTART_PROPOSAL = "incident-bot/restart-proposal"
 
 
 class RestartInput(BaseModel):
@@ -124,6 +129,18 @@ async def restart_observe(ctx: ActionContext, args: RestartInput) -> str:
     return _observed(args.namespace, args.deployment, deployment) + restarted
 
 
+async def restart_observe_effect(
+    ctx: ActionContext, args: RestartInput, proposal_id: str
+) -> Effect:
+    """`applied` when the pod template carries this proposal's restart key."""
+    try:
+        deployment = await _read(ctx, args.namespace, args.deployment)
+    except ActionError:
+        return "unknown"
+    done_for, _ = _restarted_for(deployment)
+    return "applied" if done_for == proposal_id else "not_applied"
+
+
 async def scale_dry_run(ctx: ActionContext, args: ScaleInput) -> str:
     """`deployment shop/checkout: 3 replicas -> 6 replicas`."""
     deployment = await _read(ctx, args.namespace, args.deployment)
@@ -158,6 +175,16 @@ async def scale_observe(ctx: ActionContext, args: ScaleInput) -> str:
     return _observed(args.namespace, args.deployment, deployment)
 
 
+async def scale_observe_effect(ctx: ActionContext, args: ScaleInput, proposal_id: str) -> Effect:
+    """`applied` when the deployment carries this proposal's annotation (set by the same
+    patch as the count)."""
+    try:
+        deployment = await _read(ctx, args.namespace, args.deployment)
+    except ActionError:
+        return "unknown"
+    return "applied" if proposal_of(deployment) == proposal_id else "not_applied"
+
+
 def _observed(namespace: str, name: str, deployment: Any) -> str:
     status = deployment.status
     return (
@@ -177,7 +204,10 @@ RESTART = Action(
     dry_run=restart_dry_run,
     execute=restart_execute,
     observe=restart_observe,
+    observe_effect=restart_observe_effect,
     target=deployment_target,
+    # Keyed by the proposal: a template that carries its key is not restarted again.
+    idempotent_by_proposal=True,
 )
 
 SCALE = Action(
@@ -190,5 +220,8 @@ SCALE = Action(
     dry_run=scale_dry_run,
     execute=scale_execute,
     observe=scale_observe,
+    observe_effect=scale_observe_effect,
     target=deployment_target,
+    # An absolute count: setting it again changes nothing.
+    idempotent_by_proposal=True,
 )

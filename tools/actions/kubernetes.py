@@ -4,7 +4,12 @@ The rollback does what `kubectl rollout undo --to-revision=N` does: it replaces 
 deployment's pod template with the template of revision N's ReplicaSet (without its
 `pod-template-hash` label); the deployment controller then reuses that ReplicaSet under a
 new revision number. Rolling back to a template that already runs changes nothing, so the
-action is idempotent by construction.
+action is idempotent by construction. "Already runs" compares the whole pod template (images,
+environment, probes, resources...), less the `pod-template-hash` label and the restart
+annotations, which a restart changes without changing what runs.
+
+The patch that replaces the template also sets `incident-bot/proposal` on the deployment:
+that annotation is how an interrupted execution is later found to have taken effect.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.target import Target
-from tools.actions.base import Action, ActionContext, ActionError
+from tools.actions.base import Action, ActionContext, ActionError, Effect
 from tools.kube_client import (
     KubernetesError,
     call_kubernetes,
@@ -29,6 +34,10 @@ from tools.kube_client import (
 from tools.kubernetes import rollout_state
 
 PROPOSAL_ANNOTATION = "incident-bot/proposal"
+# A restart sets these on the pod template (see `deployments`): new pods, same workload.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+RESTART_PROPOSAL = "incident-bot/restart-proposal"
+_HASH_LABEL = "pod-template-hash"
 
 
 class RollbackInput(BaseModel):
@@ -66,6 +75,9 @@ class _Plan:
     deployment: Any
     target: Any
     to_revision: int
+    # Both pod templates as `comparable_template` makes them.
+    current_template: Any
+    target_template: Any
 
     @property
     def before(self) -> str:
@@ -79,8 +91,29 @@ class _Plan:
 
     @property
     def done(self) -> bool:
-        """Whether the deployment already runs the target revision's images."""
-        return images_of(self.deployment.spec.template) == images_of(self.target.spec.template)
+        """Whether the deployment already runs the target revision's pod template."""
+        return bool(self.current_template == self.target_template)
+
+
+def comparable_template(api_client: Any, template: Any) -> Any:
+    """A pod template as plain JSON for comparing what runs: without the
+    `pod-template-hash` label, the restart annotations, and empty or unset fields."""
+    data = api_client.sanitize_for_serialization(template)
+    metadata = data.get("metadata") or {}
+    (metadata.get("labels") or {}).pop(_HASH_LABEL, None)
+    annotations = metadata.get("annotations") or {}
+    for key in (RESTARTED_AT, RESTART_PROPOSAL):
+        annotations.pop(key, None)
+    return _pruned(data)
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, dict):
+        kept = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
@@ -95,7 +128,14 @@ async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
     for rs in replica_sets:
         # After a rollback the reused ReplicaSet keeps its old number in its history.
         if args.to_revision == revision_of(rs) or args.to_revision in earlier_revisions_of(rs):
-            return _Plan(key=key, deployment=deployment, target=rs, to_revision=args.to_revision)
+            return _Plan(
+                key=key,
+                deployment=deployment,
+                target=rs,
+                to_revision=args.to_revision,
+                current_template=comparable_template(ctx.kubernetes, deployment.spec.template),
+                target_template=comparable_template(ctx.kubernetes, rs.spec.template),
+            )
     known = ", ".join(str(revision_of(rs)) for rs in replica_sets) or "none"
     raise ActionError(
         f"deployment {key} has no revision {args.to_revision} (its revisions: {known})"
@@ -118,17 +158,17 @@ async def dry_run(ctx: ActionContext, args: RollbackInput) -> str:
     """`deployment shop/checkout: revision 2 (…:v2.4.0) -> revision 1 (…:v2.3.1)`."""
     plan = await _plan(ctx, args)
     if plan.done:
-        return f"deployment {plan.key}: {plan.before} already runs the images of {plan.after}"
+        return f"deployment {plan.key}: {plan.before} already runs the pod template of {plan.after}"
     return f"deployment {plan.key}: {plan.before} -> {plan.after}"
 
 
 async def execute(ctx: ActionContext, args: RollbackInput, proposal_id: str) -> str:
-    """Put revision `to_revision`'s pod template back, unless its images already run."""
+    """Put revision `to_revision`'s pod template back, unless it already runs."""
     plan = await _plan(ctx, args)
     if plan.done:
         return (
-            f"deployment {plan.key}: {plan.before} already runs the images of {plan.after}: "
-            "nothing changed"
+            f"deployment {plan.key}: {plan.before} already runs the pod template of "
+            f"{plan.after}: nothing changed"
         )
     template = ctx.kubernetes.sanitize_for_serialization(plan.target.spec.template)
     template.setdefault("metadata", {}).setdefault("labels", {}).pop("pod-template-hash", None)
@@ -170,6 +210,23 @@ async def observe(ctx: ActionContext, args: RollbackInput) -> str:
     )
 
 
+async def observe_effect(ctx: ActionContext, args: RollbackInput, proposal_id: str) -> Effect:
+    """`applied` when the deployment carries this proposal's annotation (set by the same
+    patch as the template), `not_applied` otherwise, `unknown` when it cannot be read."""
+    try:
+        deployment = await read_deployment(
+            ctx.kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
+        )
+    except KubernetesError:
+        return "unknown"
+    return "applied" if proposal_of(deployment) == proposal_id else "not_applied"
+
+
+def proposal_of(deployment: Any) -> str | None:
+    """The proposal whose action last patched the deployment (its annotation)."""
+    return (deployment.metadata.annotations or {}).get(PROPOSAL_ANNOTATION)
+
+
 ROLLBACK = Action(
     name="kubernetes.rollback",
     description=(
@@ -180,5 +237,8 @@ ROLLBACK = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    observe_effect=observe_effect,
     target=deployment_target,
+    # Rolling back to a named revision's template twice changes nothing the second time.
+    idempotent_by_proposal=True,
 )

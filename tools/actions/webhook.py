@@ -7,8 +7,13 @@ The hook for a team's own runbook automation. The body is JSON (`run_id`, `propo
     X-Incident-Bot-Timestamp: <unix seconds>
     X-Incident-Bot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>
 
-The bot never retries the POST itself: a lost answer leaves the run `needs_attention`,
-and the receiver's log, keyed by the proposal id, says whether it ran. The URL must be
+The bot never retries the POST blindly. When the process died before the answer was
+recorded, the receiver is asked whether it ran the key, if the policy gives the webhook a
+`status_url`: `GET <status_url>` with the same `Idempotency-Key`, timestamp and signature
+headers (the signature covers `"<timestamp>." + key`) answers 200 when the key ran, 404
+when it never arrived (the POST is then sent again, under the same key), and anything else
+leaves it `unknown`. Without a `status_url` the run ends `needs_attention`, and the
+receiver's log, keyed by the proposal id, says whether it ran. The URLs must be
 https unless the policy marks it `insecure: true`; a redirect is not followed (it would
 send the signed body somewhere the policy does not list); and of the answer only the
 status and a short, redacted snippet are kept, since it ends up in Slack and the audit.
@@ -26,7 +31,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from policies.target import Target
-from tools.actions.base import Action, ActionContext, ActionError, WebhookEndpoint
+from tools.actions.base import Action, ActionContext, ActionError, Effect, WebhookEndpoint
 from tools.redaction import redact_text
 
 SIGNATURE_HEADER = "X-Incident-Bot-Signature"
@@ -68,13 +73,15 @@ def _endpoint(ctx: ActionContext, name: str) -> WebhookEndpoint:
     return endpoint
 
 
-def _require_https(endpoint: WebhookEndpoint) -> None:
-    """Refuse a URL that is not https, unless it is http and the policy allowed that."""
-    scheme = urlsplit(endpoint.url).scheme.lower()
+def _require_https(endpoint: WebhookEndpoint, url: str | None = None) -> None:
+    """Refuse a URL (the webhook's own by default) that is not https, unless it is http
+    and the policy allowed that."""
+    url = url or endpoint.url
+    scheme = urlsplit(url).scheme.lower()
     if scheme == "https" or (scheme == "http" and endpoint.insecure):
         return
     raise ActionError(
-        f"webhook {endpoint.name}: {redact_text(endpoint.url)} is not https; only a webhook "
+        f"webhook {endpoint.name}: {redact_text(url)} is not https; only a webhook "
         "the policy marks `insecure: true` may use plain http"
     )
 
@@ -150,10 +157,44 @@ async def execute(ctx: ActionContext, args: WebhookInput, proposal_id: str) -> s
 async def observe(ctx: ActionContext, args: WebhookInput) -> str:
     """What can be known without the receiver: where to look."""
     endpoint = _endpoint(ctx, args.webhook)
+    if endpoint.status_url:
+        return (
+            f"webhook {endpoint.name} ({endpoint.url}): its status URL did not say whether "
+            f"Idempotency-Key {ctx.proposal_id} ran; its receiver's log shows it"
+        )
     return (
         f"webhook {endpoint.name} ({endpoint.url}) cannot be observed from here; its "
         f"receiver's log shows whether Idempotency-Key {ctx.proposal_id} ran"
     )
+
+
+async def observe_effect(ctx: ActionContext, args: WebhookInput, proposal_id: str) -> Effect:
+    """What the receiver's `status_url` says of the key: 200 `applied`, 404 `not_applied`;
+    `unknown` without a status URL or secret, or for any other answer."""
+    endpoint = ctx.webhooks.get(args.webhook)
+    if endpoint is None or not endpoint.status_url or not endpoint.secret:
+        return "unknown"
+    try:
+        _require_https(endpoint, endpoint.status_url)
+    except ActionError:
+        return "unknown"
+    timestamp = str(int(time.time()))
+    headers = {
+        IDEMPOTENCY_HEADER: proposal_id,
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(endpoint.secret, timestamp, proposal_id.encode()),
+    }
+    timeout = aiohttp.ClientTimeout(total=ctx.timeout_seconds)
+    try:
+        async with ctx.http.get(
+            endpoint.status_url, headers=headers, timeout=timeout, allow_redirects=False
+        ) as response:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return "unknown"
+    if status == 200:
+        return "applied"
+    return "not_applied" if status == 404 else "unknown"
 
 
 def target(args: WebhookInput) -> Target:
@@ -171,5 +212,9 @@ WEBHOOK = Action(
     dry_run=dry_run,
     execute=execute,
     observe=observe,
+    observe_effect=observe_effect,
     target=target,
+    # Receivers run each Idempotency-Key once, so sending the POST again is safe; it is
+    # sent again only when the receiver said it never got the key (`not_applied`).
+    idempotent_by_proposal=True,
 )

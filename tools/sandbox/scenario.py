@@ -19,7 +19,8 @@ over the last 30 minutes always shows the same story:
           - {revision: 1, image: registry.example/checkout:v2.3.1, at: -172800,
              change_cause: deploy v2.3.1 (#4790)}
           - {revision: 2, image: registry.example/checkout:v2.4.0, at: -240,
-             change_cause: deploy v2.4.0 (#4812)}
+             change_cause: deploy v2.4.0 (#4812),
+             env: {PAYMENTS_TIMEOUT: 50ms}}   # the container's environment (default none)
     signals:                    # the first signal whose every `match` regex is found in a
                                 # PromQL query answers it with one series; no match: empty
       - match: ['http_requests_total', 'code=~"5']
@@ -74,6 +75,7 @@ class Revision(BaseModel):
     image: str
     at: float = Field(le=0, description="seconds relative to the sandbox start")
     change_cause: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class DeploymentSpec(BaseModel):
@@ -246,10 +248,13 @@ class Deployment:
         return previous, image, since
 
 
-def _pod_template(spec: DeploymentSpec, image: str) -> JsonDict:
+def _pod_template(spec: DeploymentSpec, revision: Revision) -> JsonDict:
+    container: JsonDict = {"name": spec.container, "image": revision.image}
+    if revision.env:
+        container["env"] = [{"name": k, "value": v} for k, v in revision.env.items()]
     template: JsonDict = {
         "metadata": {"labels": dict(spec.labels)},
-        "spec": {"containers": [{"name": spec.container, "image": image}]},
+        "spec": {"containers": [container]},
     }
     template["metadata"]["labels"][HASH_LABEL] = template_hash(template)
     return template
@@ -258,7 +263,7 @@ def _pod_template(spec: DeploymentSpec, image: str) -> JsonDict:
 def _deployment(spec: DeploymentSpec, started: float) -> Deployment:
     sets = []
     for r in spec.revisions:
-        template = _pod_template(spec, r.image)
+        template = _pod_template(spec, r)
         sets.append(
             ReplicaSet(
                 name=f"{spec.name}-{template['metadata']['labels'][HASH_LABEL]}",
