@@ -1,6 +1,7 @@
 """The Alertmanager API v2 subset of the sandbox: alerts, alert groups, silences, status.
 
-Alerts and silences come from the scenario; `filter` matchers are parsed like
+Alerts and silences come from the scenario; `POST /api/v2/silences` adds one, which then
+mutes the alerts its matchers match; `filter` matchers are parsed like
 Alertmanager's (`name="value"`, `=~`, `!=`, `!~`, quotes optional) and a bad one is
 answered with HTTP 400 and Alertmanager's message.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 
 from aiohttp import web
 
@@ -71,9 +73,15 @@ def render_alerts(world: World) -> list[JsonDict]:
     active_silences = {
         _silence_id(s) for s in world.scenario.silences if _silence_state(world, s) == "active"
     }
+    created = [
+        (_silence_id(s), [matcher(m) for m in s.matchers])
+        for s in world.created_silences
+        if _silence_state(world, s) == "active"
+    ]
     alerts = []
     for spec in world.scenario.alerts:
         silenced = [s for s in spec.silenced_by if s in active_silences]
+        silenced += [sid for sid, tests in created if all(t(spec.labels) for t in tests)]
         alerts.append(
             {
                 "labels": spec.labels,
@@ -157,7 +165,7 @@ async def silences(request: web.Request) -> web.Response:
     except BadMatcher as exc:
         return _bad(exc)
     found = []
-    for spec in world.scenario.silences:
+    for spec in [*world.scenario.silences, *world.created_silences]:
         own = [parse_matcher(m) for m in spec.matchers]
         if not all(w in own for w in wanted):
             continue
@@ -177,6 +185,48 @@ async def silences(request: web.Request) -> web.Response:
             }
         )
     return web.json_response(found)
+
+
+def _created_silence(world: World, body: object) -> SilenceSpec:
+    """The silence a `POST /api/v2/silences` body describes; ValueError when malformed."""
+    if not isinstance(body, dict) or not isinstance(body.get("matchers"), list):
+        raise ValueError("silence needs matchers")
+    matchers = []
+    for m in body["matchers"]:
+        if not isinstance(m, dict) or not m.get("name") or not isinstance(m.get("value"), str):
+            raise ValueError(f"bad matcher: {m!r}")
+        op = {(True, False): "=", (True, True): "=~", (False, False): "!=", (False, True): "!~"}[
+            (bool(m.get("isEqual", True)), bool(m.get("isRegex", False)))
+        ]
+        matchers.append(f'{m["name"]}{op}"{m["value"]}"')
+    try:
+        starts = datetime.fromisoformat(str(body["startsAt"])).timestamp() - world.started
+        ends = datetime.fromisoformat(str(body["endsAt"])).timestamp() - world.started
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"bad startsAt/endsAt: {exc}") from exc
+    if ends <= starts:
+        raise ValueError("endsAt must be after startsAt")
+    number = len(world.created_silences) + 1
+    return SilenceSpec(
+        id=stable_uid("created-silence", str(world.started), str(number)),
+        matchers=matchers,
+        created_by=str(body.get("createdBy", "")),
+        comment=str(body.get("comment", "")),
+        starts=starts,
+        ends=ends,
+    )
+
+
+@routes.post("/api/v2/silences")
+async def create_silence(request: web.Request) -> web.Response:
+    """Add a silence; answers `{"silenceID": ...}` like Alertmanager, 400 when malformed."""
+    world = request.app[WORLD]
+    try:
+        spec = _created_silence(world, await request.json())
+    except ValueError as exc:  # includes a body that is not JSON
+        return _bad(exc)
+    world.created_silences.append(spec)
+    return web.json_response({"silenceID": spec.id})
 
 
 @routes.get("/api/v2/status")

@@ -20,6 +20,7 @@ from aiohttp.typedefs import Handler
 from tools.sandbox import (
     alertmanager_api,
     kubernetes_api,
+    kubernetes_config,
     kubernetes_core,
     loki_api,
     prometheus_api,
@@ -78,6 +79,7 @@ def create_sandbox_app(scenario: Scenario) -> web.Application:
     app.add_routes(prometheus_catalog.routes)
     app.add_routes(kubernetes_api.routes)
     app.add_routes(kubernetes_core.routes)
+    app.add_routes(kubernetes_config.routes)
     app.add_routes(loki_api.routes)
     app.add_routes(alertmanager_api.routes)
     app.router.add_get("/healthz", healthz)

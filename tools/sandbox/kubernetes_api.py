@@ -25,6 +25,7 @@ from tools.sandbox.scenario import (
     stable_uid,
 )
 
+PROGRESS_DEADLINE_SECONDS = 600
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 _MANAGED = {REVISION, CHANGE_CAUSE}
@@ -86,25 +87,54 @@ def render_deployment(world: World, dep: Deployment) -> JsonDict:
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
             },
             "revisionHistoryLimit": 10,
-            "progressDeadlineSeconds": 600,
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
         },
-        "status": {
-            "observedGeneration": dep.generation,
-            "replicas": dep.replicas,
-            "readyReplicas": dep.replicas,
-            "updatedReplicas": dep.replicas,
-            "availableReplicas": dep.replicas,
-            "conditions": [
-                _condition("Available", "MinimumReplicasAvailable", dep.created, dep.changed),
-                _condition(
-                    "Progressing",
-                    "NewReplicaSetAvailable",
-                    dep.created,
-                    dep.changed,
-                    f'ReplicaSet "{rs.name}" has successfully progressed.',
-                ),
-            ],
-        },
+        "status": _stuck_status(dep) if dep.stuck else _complete_status(dep),
+    }
+
+
+def _complete_status(dep: Deployment) -> JsonDict:
+    return {
+        "observedGeneration": dep.generation,
+        "replicas": dep.replicas,
+        "readyReplicas": dep.replicas,
+        "updatedReplicas": dep.replicas,
+        "availableReplicas": dep.replicas,
+        "conditions": [
+            _condition("Available", "MinimumReplicasAvailable", dep.created, dep.changed),
+            _condition(
+                "Progressing",
+                "NewReplicaSetAvailable",
+                dep.created,
+                dep.changed,
+                f'ReplicaSet "{dep.current.name}" has successfully progressed.',
+            ),
+        ],
+    }
+
+
+def _stuck_status(dep: Deployment) -> JsonDict:
+    """One surge pod of the new ReplicaSet never became ready; the old pods still serve."""
+    deadline = dep.changed + PROGRESS_DEADLINE_SECONDS
+    progressing = _condition(
+        "Progressing",
+        "ProgressDeadlineExceeded",
+        deadline,
+        deadline,
+        f'ReplicaSet "{dep.current.name}" has timed out progressing.',
+    )
+    progressing["status"] = "False"
+    return {
+        "observedGeneration": dep.generation,
+        "replicas": dep.replicas + 1,
+        "readyReplicas": dep.replicas,
+        "updatedReplicas": 1,
+        "availableReplicas": dep.replicas,
+        "unavailableReplicas": 1,
+        "conditions": [
+            _condition("Available", "MinimumReplicasAvailable", dep.created, dep.changed),
+            progressing,
+        ],
     }
 
 

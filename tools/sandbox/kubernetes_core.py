@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from tools.sandbox.kubernetes_api import selector_matches, status_error, timestamp
-from tools.sandbox.pods import SimPod, current_pods, log_entries, pods_of, replica_set_of
+from tools.sandbox.pods import SimPod, current_pods, log_entries, pods_of
 from tools.sandbox.scenario import WORLD, JsonDict, World, stable_uid
 
 routes = web.RouteTableDef()
@@ -185,9 +185,9 @@ def events_of(world: World, namespace: str) -> list[JsonDict]:
             continue
         name = dep.spec.name
         pods = pods_of(world, dep)
-        for (_, before), (at, image) in itertools.pairwise(dep.rollouts):
-            new = replica_set_of(dep, image).name
-            old = replica_set_of(dep, before).name
+        rollouts = zip(dep.rollouts, dep.rolled_sets, strict=True)
+        for ((_, _), before), ((at, _), after) in itertools.pairwise(rollouts):
+            new, old = after.name, before.name
             for verb, rs, size in (("up", new, dep.replicas), ("down", old, 0)):
                 found.append(
                     _event(

@@ -44,19 +44,15 @@ def _suffix(*parts: object) -> str:
     return "".join(_SUFFIX_ALPHABET[b % len(_SUFFIX_ALPHABET)] for b in _digest(*parts)[:5])
 
 
-def replica_set_of(dep: Deployment, image: str) -> ReplicaSet:
-    """The ReplicaSet whose template runs `image`."""
-    return next((rs for rs in dep.replica_sets if rs.images[0] == image), dep.current)
-
-
 def pods_of(world: World, dep: Deployment) -> list[SimPod]:
     """Every pod the deployment ever ran, oldest generation first."""
     nodes = [n.name for n in world.scenario.nodes] or ["sandbox-node-1"]
     pods = []
     for generation, (started, image) in enumerate(dep.rollouts):
         ended = dep.rollouts[generation + 1][0] if generation + 1 < len(dep.rollouts) else None
-        rs = replica_set_of(dep, image)
-        profile = world.scenario.pods.get(image, PodProfile())
+        rs = dep.rolled_sets[generation]
+        profiles = world.scenario.pods
+        profile = profiles.get(rs.config_map or "", profiles.get(image, PodProfile()))
         for i in range(dep.replicas):
             pods.append(
                 SimPod(

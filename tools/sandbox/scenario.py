@@ -20,7 +20,10 @@ over the last 30 minutes always shows the same story:
              change_cause: deploy v2.3.1 (#4790)}
           - {revision: 2, image: registry.example/checkout:v2.4.0, at: -240,
              change_cause: deploy v2.4.0 (#4812),
-             env: {PAYMENTS_TIMEOUT: 50ms}}   # the container's environment (default none)
+             env: {PAYMENTS_TIMEOUT: 50ms},   # the container's environment (default none)
+             config_map: checkout-config-v7,  # mounted as envFrom (default none)
+             limits: {memory: 512Mi}}         # the container's resource limits (default none)
+        stuck: false            # true: revision 2's rollout exceeded its progress deadline
     signals:                    # the first signal whose every `match` regex is found in a
                                 # PromQL query answers it with one series; no match: empty
       - match: ['http_requests_total', 'code=~"5']
@@ -32,8 +35,14 @@ over the last 30 minutes always shows the same story:
       - match: http_requests_total
         labels: {namespace: shop, service: checkout}
         value: 250              # without `follows`: a constant
+      - match: container_memory_working_set_bytes
+        labels: {namespace: shop, pod: checkout-0}
+        series:                 # instead of `value`: a shape over time, linear between points
+          - {at: -1800, value: 0.2}       # (seconds relative to the start; flat before the
+          - {at: -300, value: 0.9}        #  first point and after the last)
 
-Pods, logs, nodes, events, alerts, silences, RBAC and faults: see `scenario_parts`.
+Pods, logs, nodes, events, alerts, silences, RBAC and faults: see `scenario_parts`;
+ConfigMaps: `kubernetes_config`.
 """
 
 from __future__ import annotations
@@ -54,11 +63,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tools.sandbox.scenario_parts import (
     AlertSpec,
+    ConfigMapSpec,
     EventSpec,
     Fault,
     NodeSpec,
     PodProfile,
+    Point,
     SilenceSpec,
+    interpolate,
 )
 
 JsonDict = dict[str, Any]
@@ -76,6 +88,8 @@ class Revision(BaseModel):
     at: float = Field(le=0, description="seconds relative to the sandbox start")
     change_cause: str = ""
     env: dict[str, str] = Field(default_factory=dict)
+    config_map: str | None = None
+    limits: dict[str, str] = Field(default_factory=dict)  # e.g. {memory: 256Mi, cpu: 500m}
 
 
 class DeploymentSpec(BaseModel):
@@ -88,6 +102,11 @@ class DeploymentSpec(BaseModel):
     replicas: int = Field(ge=0)
     container: str
     revisions: list[Revision] = Field(min_length=1)
+    stuck: bool = Field(
+        default=False,
+        description="the last revision never becomes available: its rollout exceeds the "
+        "progress deadline while the previous revision's pods keep serving",
+    )
 
     @property
     def key(self) -> str:
@@ -112,6 +131,7 @@ class Signal(BaseModel):
     follows: str | None = None
     values: dict[str, float] = Field(default_factory=dict)
     value: float | None = None
+    series: list[Point] | None = Field(default=None, min_length=1)
 
     @field_validator("match", mode="before")
     @classmethod
@@ -127,8 +147,14 @@ class Signal(BaseModel):
 
     @model_validator(mode="after")
     def _valued(self) -> Signal:
-        if self.follows is None and self.value is None:
-            raise ValueError("a signal needs `value`, or `follows` with `values`")
+        if self.series is not None:
+            if self.follows is not None or self.value is not None:
+                raise ValueError("a signal with `series` takes neither `value` nor `follows`")
+            times = [p.at for p in self.series]
+            if times != sorted(set(times)):
+                raise ValueError("the points of `series` must have increasing `at`")
+        elif self.follows is None and self.value is None:
+            raise ValueError("a signal needs `value`, `series`, or `follows` with `values`")
         return self
 
     def matches(self, query: str) -> bool:
@@ -151,6 +177,7 @@ class Scenario(BaseModel):
     events: list[EventSpec] = Field(default_factory=list)
     alerts: list[AlertSpec] = Field(default_factory=list)
     silences: list[SilenceSpec] = Field(default_factory=list)
+    config_maps: list[ConfigMapSpec] = Field(default_factory=list)
     readable_namespaces: list[str] | None = None
     faults: list[Fault] = Field(default_factory=list)
 
@@ -160,6 +187,13 @@ class Scenario(BaseModel):
         for signal in self.signals:
             if signal.follows is not None and signal.follows not in known:
                 raise ValueError(f"signal follows unknown deployment {signal.follows}")
+        maps = {(c.namespace, c.name) for c in self.config_maps}
+        for d in self.deployments:
+            for r in d.revisions:
+                if r.config_map is not None and (d.namespace, r.config_map) not in maps:
+                    raise ValueError(
+                        f"revision {r.revision} of {d.key} names unknown ConfigMap {r.config_map}"
+                    )
         return self
 
 
@@ -220,6 +254,12 @@ class ReplicaSet:
         """The images of the template's containers."""
         return [str(c["image"]) for c in self.template["spec"]["containers"]]
 
+    @property
+    def config_map(self) -> str | None:
+        """The ConfigMap the first container reads (`envFrom`), if any."""
+        refs = self.template["spec"]["containers"][0].get("envFrom", [])
+        return str(refs[0]["configMapRef"]["name"]) if refs else None
+
 
 @dataclass
 class Deployment:
@@ -236,6 +276,12 @@ class Deployment:
     annotations: dict[str, str] = field(default_factory=dict)  # set by clients, not managed
     patches: int = 0
     rollouts: list[tuple[float, str]] = field(default_factory=list)  # (time, first image)
+    rolled_sets: list[ReplicaSet] = field(default_factory=list)  # the ReplicaSet of each rollout
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the rollout of the spec's last revision is stuck (and not rolled away)."""
+        return self.spec.stuck and self.current is self.replica_sets[-1] and self.patches == 0
 
     def image_change_at(self, at: float) -> tuple[str | None, str, float]:
         """(previous image, image, when it changed) of the rollout in force at `at`."""
@@ -252,6 +298,10 @@ def _pod_template(spec: DeploymentSpec, revision: Revision) -> JsonDict:
     container: JsonDict = {"name": spec.container, "image": revision.image}
     if revision.env:
         container["env"] = [{"name": k, "value": v} for k, v in revision.env.items()]
+    if revision.limits:
+        container["resources"] = {"limits": dict(revision.limits)}
+    if revision.config_map:
+        container["envFrom"] = [{"configMapRef": {"name": revision.config_map}}]
     template: JsonDict = {
         "metadata": {"labels": dict(spec.labels)},
         "spec": {"containers": [container]},
@@ -283,6 +333,7 @@ def _deployment(spec: DeploymentSpec, started: float) -> Deployment:
         changed=sets[-1].created,
         generation=len(sets),
         rollouts=[(started + r.at, r.image) for r in spec.revisions],
+        rolled_sets=list(sets),
     )
 
 
@@ -295,6 +346,7 @@ class World:
     deployments: dict[str, Deployment]
     clock: Callable[[], float] = time.time
     resource_version: int = 1
+    created_silences: list[SilenceSpec] = field(default_factory=list)  # by POST /api/v2/silences
 
     @classmethod
     def start(cls, scenario: Scenario, clock: Callable[[], float] = time.time) -> World:
@@ -313,6 +365,8 @@ class World:
 
     def signal_value(self, signal: Signal, at: float) -> float | None:
         """A signal's value at `at`, ramping linearly after an image change."""
+        if signal.series is not None:
+            return interpolate(signal.series, at - self.started)
         if signal.follows is None:
             return signal.value
         previous, image, since = self.deployments[signal.follows].image_change_at(at)
@@ -360,6 +414,7 @@ class World:
         deployment.changed = now
         deployment.generation += 1
         deployment.rollouts.append((now, target.images[0]))
+        deployment.rolled_sets.append(target)
         return True
 
 

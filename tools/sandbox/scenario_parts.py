@@ -1,7 +1,8 @@
 """The parts of a scenario beyond deployments and metrics: what pods of an image look like
 and log, nodes, extra events, Alertmanager's alerts and silences, RBAC and injected faults.
 
-    pods:                         # by image; images not listed run cleanly and log nothing
+    pods:                         # by image, or by the ConfigMap a revision reads (which
+                                  # wins); images not listed run cleanly and log nothing
       registry.example/checkout:v2.4.0:
         restarts: 2
         last_termination: {reason: Error, exit_code: 1, message: "panic: ..."}
@@ -21,6 +22,7 @@ In log lines `{id}` becomes a hex id and `{n}` a number, both varying from line 
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,3 +118,31 @@ class Fault(_Part):
     times: int | None = 1
     retry_after: float | None = None
     message: str = "injected by the sandbox scenario"
+
+
+class ConfigMapSpec(_Part):
+    """A ConfigMap (served by `tools.sandbox.kubernetes_config`)."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, str] = Field(default_factory=dict)
+    at: float = Field(default=-86400, le=0, description="seconds relative to the sandbox start")
+
+
+class Point(_Part):
+    """One point of a time-shaped signal."""
+
+    at: float = Field(description="seconds relative to the sandbox start")
+    value: float
+
+
+def interpolate(points: list[Point], offset: float) -> float:
+    """The value at `offset` seconds from the start: linear between points, flat outside."""
+    if offset <= points[0].at:
+        return points[0].value
+    for before, after in itertools.pairwise(points):
+        if offset <= after.at:
+            share = (offset - before.at) / (after.at - before.at)
+            return before.value + (after.value - before.value) * share
+    return points[-1].value
