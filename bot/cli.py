@@ -1,4 +1,4 @@
-"""The `incident-bot` command: triage, demo, serve, runs, policy, tools."""
+"""The `incident-bot` command: triage, demo, serve, runs, policy, tools, eval."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bot.approvals import describe_target
+from bot.cli_eval import add_eval_command
 from bot.cli_policy import add_policy_commands
 from bot.cli_tools import add_tools_commands
 from bot.demo import DEMO_SCENARIO, demo_alert
@@ -150,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         decide.set_defaults(handler=_runs_decide, verdict=verb)
     add_policy_commands(sub)
     add_tools_commands(sub)
+    add_eval_command(sub)
     return parser
 
 
