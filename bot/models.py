@@ -127,6 +127,14 @@ class Usage(Stored):
         )
 
 
+class ModelUsage(Stored):
+    """What one model spent on one run."""
+
+    calls: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    cost_dollars: float = 0.0
+
+
 class TextPart(BaseModel):
     """Plain text in a message."""
 
@@ -153,6 +161,9 @@ class ToolResultPart(BaseModel):
     tool_use_id: str
     content: str
     is_error: bool = False
+    # The tool's own one-line account of the call for people ("Checked the 5xx ratio of
+    # shop/checkout: 12.0 %"); never sent to the model.
+    summary: str = Field(default="", exclude_if=_empty)
 
 
 class OpaquePart(BaseModel):
@@ -220,6 +231,9 @@ class Finding(Stored):
     summary: str
     evidence: str = ""
     tool: str | None = None
+    # Why the finding could not be grounded in a tool result of its run (empty: grounded,
+    # or not checked).
+    unverified: str = Field(default="", exclude_if=_empty)
 
 
 class Proposal(Stored):
@@ -234,6 +248,8 @@ class Proposal(Stored):
     expected_effect: str
     verify: Check | None = None
     proposed_at: datetime = Field(default_factory=utcnow)
+    # Why the bot replaced the proposed verification check (e.g. it was already healthy).
+    verify_note: str = Field(default="", exclude_if=_empty)
 
 
 class Decision(Stored):
@@ -309,3 +325,7 @@ class Run(Stored):
     channels: dict[str, str] = Field(default_factory=dict)
     # Untrusted text that addressed the model or the bot: never auto-approved.
     flags: list[Flag] = Field(default_factory=list, exclude_if=_empty)
+    # Calls, tokens and dollars per model (the investigation's and the fast model's).
+    model_usage: dict[str, ModelUsage] = Field(default_factory=dict, exclude_if=_empty)
+    # One line for people, worded by the fast model from the run's summary and findings.
+    headline: str = Field(default="", exclude_if=_empty)
