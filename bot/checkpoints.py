@@ -12,8 +12,9 @@ from redis.exceptions import RedisError
 
 from bot.deadlines import Deadlines
 from bot.errors import StaleWrite
+from bot.memory import IncidentMemory
 from bot.metrics import Metrics
-from bot.models import Run, Step
+from bot.models import ESCALATED_STATES, Run, Step
 from bot.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,19 @@ class Checkpointer:
     listener: Listener | None = None
     # Given: each write schedules the deadline of the run's new state (`bot.deadlines`).
     deadlines: Deadlines | None = None
+    # Given: each terminal write leaves the run's record for later runs (`bot.memory`).
+    memory: IncidentMemory | None = None
 
     async def write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         """Write the run and append steps; raises `StaleWrite` if the run moved on."""
         started = time.perf_counter()
         try:
-            written = await self.store.checkpoint(run, owner=self.owner, steps=steps)
+            result = await self.store.write(run, owner=self.owner, steps=steps)
         except StaleWrite:
             log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
+        written = result.run
         if self.deadlines is not None:
             try:
                 await self.deadlines.track(written)
@@ -48,8 +52,13 @@ class Checkpointer:
                 log.warning(
                     "could not schedule the run's deadline: %s", exc, extra={"run_id": run.id}
                 )
-        if written.status.terminal:
-            self.metrics.runs_finished.labels(written.status.value).inc()
+        if result.ended:
+            _observe_end(self.metrics, written)
+        if self.memory is not None and written.status.terminal:
+            try:
+                await self.memory.remember(written)
+            except RedisError as exc:  # later runs only miss this one's record
+                log.warning("could not record the run: %s", exc, extra={"run_id": run.id})
         if self.listener is not None:
             await self.listener(written, steps)
         return written
@@ -57,3 +66,17 @@ class Checkpointer:
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
         """Append an audit event that names this writer (`owner`)."""
         await self.store.audit(run_id, event, owner=self.owner, **data)
+
+
+def _observe_end(metrics: Metrics, run: Run) -> None:
+    """Count a run that has just ended: its outcome and its per-run figures (once per
+    end: a run written terminal again is not counted again)."""
+    status = run.status.value
+    metrics.runs_finished.labels(status).inc()
+    metrics.run_cost.labels(status).observe(run.cost_dollars)
+    metrics.run_tool_calls.labels(status).observe(run.tool_calls)
+    metrics.run_model_calls.labels(status).observe(run.api_calls)
+    seconds = (run.updated_at - run.created_at).total_seconds()
+    metrics.run_duration.labels(status).observe(max(seconds, 0.0))
+    escalated = run.status in ESCALATED_STATES
+    metrics.runs_ended.labels("true" if escalated else "false").inc()

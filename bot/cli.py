@@ -15,7 +15,10 @@ from pydantic import ValidationError
 
 from bot.approvals import describe_target
 from bot.cli_eval import add_eval_command
+from bot.cli_memory import add_similar_command
 from bot.cli_policy import add_policy_commands
+from bot.cli_replay import add_replay_command
+from bot.cli_report import add_report_command, audit_lines
 from bot.cli_tools import add_tools_commands
 from bot.demo import DEMO_SCENARIO, demo_alert
 from bot.deps import Deps, open_deps
@@ -135,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=_runs_show)
+    add_report_command(runs)
     resume = runs.add_parser("resume", help="drive a run whose process died to its end")
     resume.add_argument("run_id")
     answer_flags(resume)
@@ -143,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("run_id")
     retry.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
     retry.set_defaults(handler=_runs_retry)
+    add_similar_command(runs)
+    add_replay_command(runs)
     for verb in ("approve", "reject"):
         decide = runs.add_parser(verb, help=f"{verb} the run's proposal and resume the run")
         decide.add_argument("run_id")
@@ -263,7 +269,10 @@ async def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
                 {
                     "run": run.model_dump(mode="json"),
                     "transcript": [s.model_dump(mode="json") for s in transcript],
-                    "audit": [{"id": a.id, "event": a.event, **a.data} for a in audit],
+                    "audit": [
+                        {"id": a.id, "at": a.at.isoformat(), "event": a.event, **a.data}
+                        for a in audit
+                    ],
                     "action": record.model_dump(mode="json") if record else None,
                 },
                 indent=2,
@@ -283,9 +292,9 @@ async def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  action:  {record.state} by {record.owner} {record.detail}")
     if run.outcome:
         print(f"  outcome: {run.outcome}")
-    print("  audit:")
-    for event in audit:
-        print(f"    {event.id}  {event.event}  {json.dumps(event.data)[:120]}")
+    print(f"  started: {run.created_at:%Y-%m-%d %H:%M:%S} UTC; audit (UTC, since the start):")
+    for line in audit_lines(audit, run.created_at):
+        print(f"    {line}")
     return EXIT_OK
 
 

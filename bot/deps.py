@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -15,11 +15,15 @@ import anthropic
 
 from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.checkpoints import Checkpointer, Listener
+from bot.compaction import Compactor, TokenCounting
 from bot.deadlines import Deadlines
 from bot.drives import DriveMarks
+from bot.guidance import Briefing
 from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
+from bot.memory import IncidentMemory
 from bot.metrics import Metrics
+from bot.pricing import Prices
 from bot.queue import WorkQueue
 from bot.redis_connection import open_redis
 from bot.remediation import Remediator
@@ -29,6 +33,7 @@ from bot.settings import Settings
 from bot.slack.client import SlackClient, slack_client
 from bot.spend import DailySpend
 from bot.store import RunStore
+from bot.tiering import FastModel
 from bot.tool_context import build_tool_context
 from policies.budgets import model_limits
 from policies.schema import Policy, load_policy
@@ -42,6 +47,8 @@ from tools.toolset import Tool, ToolContext, Toolset, index_tools
 
 # Every toolset the bot has, listed explicitly (no registry filled by imports).
 TOOLSETS: tuple[Toolset, ...] = (PROMETHEUS, ALERTMANAGER, KUBERNETES, LOGS)
+# A fast-model call (a summary, the headline) gives up sooner than the investigation's.
+_FAST_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,11 +71,35 @@ class Deps:
     deadlines: Deadlines
     marks: DriveMarks
     slack: SlackClient | None = None  # None: no SLACK_BOT_TOKEN, no Slack channel
+    prices: Prices = field(default_factory=Prices)
+    # Whether the API counts tokens lately: remembered by every run of the process.
+    counting: TokenCounting = field(default_factory=TokenCounting)
 
     @property
     def approval_timeout_seconds(self) -> float:
         """How long a proposal waits for a decision: the setting if made, else the policy's."""
         return approval_timeout(self.settings, self.policy)
+
+    @property
+    def memory(self) -> IncidentMemory:
+        """The records finished runs leave for later ones (`bot.memory`)."""
+        return IncidentMemory(
+            self.store.redis,
+            prefix=self.settings.key_prefix,
+            retention_seconds=self.settings.retention_seconds,
+            metrics=self.metrics,
+        )
+
+    def fast_model(self) -> FastModel | None:
+        """The fast model (`INCIDENT_BOT_FAST_MODEL`), when Claude is configured."""
+        if self.claude is None or not self.settings.fast_model:
+            return None
+        return FastModel(
+            self.claude.with_options(timeout=_FAST_TIMEOUT_SECONDS),
+            model=self.settings.fast_model,
+            metrics=self.metrics,
+            prices=self.prices,
+        )
 
     def driver(self, listener: Listener | None = None) -> RunDriver:
         """A run driver writing as this process, optionally reporting each checkpoint."""
@@ -79,8 +110,11 @@ class Deps:
             owner=self.owner,
             listener=listener,
             deadlines=self.deadlines,
+            memory=self.memory,
         )
+        planner = RunbookPlanner(self.runbooks, self.tools)
         model = None
+        fast = self.fast_model()
         if self.claude is not None:
             model = ClaudeEngine(
                 self.claude,
@@ -90,6 +124,15 @@ class Deps:
                 actions=tuple(self.actions.values()),
                 metrics=self.metrics,
                 scopes=self.policy.scopes,
+                prices=self.prices,
+                compactor=Compactor(
+                    window=s.context_window,
+                    share=s.compact_at,
+                    client=self.claude,
+                    counting=self.counting,
+                    fast=fast,
+                    metrics=self.metrics,
+                ),
             )
         investigator = Investigator(
             store=self.store,
@@ -98,7 +141,7 @@ class Deps:
             tool_context=self.tool_context,
             model=model,
             model_name=s.model,
-            planner=RunbookPlanner(self.runbooks, self.tools),
+            planner=planner,
             limits=model_limits(
                 self.policy.budgets, max_steps=s.max_steps, token_budget=s.token_budget
             ),
@@ -106,6 +149,10 @@ class Deps:
             checkpoints=checkpoints,
             policy=self.policy,
             alertmanager=self.action_context,
+            loop_turns=s.loop_turns,
+            briefing=Briefing(planner=planner, tools=self.tools, memory=self.memory),
+            fast=fast,
+            prices=self.prices,
         )
         remediator = Remediator(
             store=self.store,
@@ -187,6 +234,7 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
             redis_location=connection.location,
             slack=slack_client(settings, metrics, http),
             policy=policy,
+            prices=Prices(settings.model_prices),
             deadlines=Deadlines(
                 connection.client,
                 prefix=settings.key_prefix,

@@ -10,6 +10,7 @@
     ├── InvalidAlert               an alert body we cannot turn into an `Alert`
     ├── ProposalError              a decision or action that does not fit the run's state
     ├── NotRetryable               `runs retry` of a run whose work was not dead-lettered
+    ├── NotReplayable              `runs replay` of a run whose investigation has not ended
     └── ConfigError                settings or policy files that cannot work
 
 Policy files have their own `policies.documents.PolicyConfigError` (and `PolicyError`,
@@ -62,6 +63,11 @@ class ProposalError(IncidentBotError):
 class NotRetryable(IncidentBotError):
     """A retry asked of a run that was not parked (not `needs_attention`, or no
     dead-lettered queue entry)."""
+
+
+class NotReplayable(IncidentBotError):
+    """A replay asked of a run whose investigation has not ended (still running, or
+    stopped midway)."""
 
 
 class ConfigError(IncidentBotError):

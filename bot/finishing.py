@@ -18,7 +18,12 @@ class FindingInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     summary: str = Field(description="What you established, in one sentence.")
     evidence: str = Field(
-        default="", description="The query or object and the values that show it."
+        default="",
+        description="The tool call and the values its result shows, quoted as it shows them.",
+    )
+    tool_call: str = Field(
+        default="",
+        description="The id (toolu_…) or the name of the tool call whose result shows it.",
     )
 
 
@@ -61,4 +66,6 @@ class ConcludeInput(BaseModel):
 
 def findings_of(items: list[FindingInput]) -> tuple[Finding, ...]:
     """The model's findings as stored `Finding`s."""
-    return tuple(Finding(summary=f.summary, evidence=f.evidence) for f in items)
+    return tuple(
+        Finding(summary=f.summary, evidence=f.evidence, tool=f.tool_call or None) for f in items
+    )

@@ -13,18 +13,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from bot.approvals import approve_by_policy, assess, describe_target
 from bot.checkpoints import Checkpointer
-from bot.llm import cost_dollars
+from bot.compaction import audit_compactions
+from bot.guidance import Briefing
+from bot.headline import with_headline
 from bot.metrics import Metrics
 from bot.models import (
     Alert,
+    Finding,
     Flag,
+    Proposal,
     Run,
     RunStatus,
     Step,
@@ -33,10 +37,12 @@ from bot.models import (
     ToolResultPart,
     utcnow,
 )
+from bot.pricing import Prices
 from bot.scoping import offered_tools, refusal, run_scope
 from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
+from bot.tiering import FastModel, charge, record_call
 from bot.untrusted import (
     alert_flags,
     count,
@@ -45,10 +51,18 @@ from bot.untrusted import (
     record_flags,
     redact_result,
 )
+from bot.vetting import Vetting
 from policies.budgets import ModelLimits, Spend, over_budget
 from policies.schema import Policy
 from tools.actions import ActionContext
-from tools.toolset import Tool, ToolContext, ToolInputError, ToolResult, compact_json
+from tools.toolset import (
+    Tool,
+    ToolContext,
+    ToolInputError,
+    ToolResult,
+    compact_json,
+    describe_default,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +96,13 @@ class Investigator:
     policy: Policy
     # Asked which firing alerts a silence would affect before the policy approves it.
     alertmanager: ActionContext
+    # The runbook guidance and similar past incidents of a run's first model turn.
+    briefing: Briefing | None = None
+    # The fast model (compaction summaries, the headline) and the price of every model.
+    fast: FastModel | None = None
+    prices: Prices = field(default_factory=Prices)
+    # Model turns in a row without a new tool result before the model is told it loops.
+    loop_turns: int = 4
 
     async def investigate(self, run: Run) -> Run:
         """Drive the run until it proposes an action or ends; returns the last checkpoint."""
@@ -105,15 +126,22 @@ class Investigator:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
                     run = await self._write(run, (news,))
                     transcript.append(news)
+                briefing = await self._briefing(run, transcript)
+                if briefing is not None:
+                    run = await self._write(run, (briefing,))
+                    transcript.append(briefing)
             reply, resumed = resumed or await self._next_turn(run, transcript), None
             run = await self._write(self._account(run, reply), reply.steps)
             transcript.extend(reply.steps)
             turn = reply.turn
+            if run.engine == "model":  # the planner is deterministic: not vetted
+                run, turn = await self._vetting.before(run, transcript, turn)
             match turn:
                 case RunTools(calls=calls):
                     results, flags = await self._run_tools(run, calls, index=len(transcript))
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
+                    run = run.model_copy(update={"tool_calls": run.tool_calls + len(calls)})
                     run = await self._write(run, (results,))
                     transcript.append(results)
                 case AwaitApproval():
@@ -135,6 +163,18 @@ class Investigator:
                     )
                 case Continue():
                     pass
+            if run.engine == "model" and isinstance(turn, RunTools | Continue):
+                run, resumed = await self._vetting.after(run, transcript)
+
+    @property
+    def _vetting(self) -> Vetting:
+        """The checks of the model's turns and of proposals (`bot.vetting`)."""
+        return Vetting(
+            checkpoints=self.checkpoints,
+            metrics=self.metrics,
+            tool_context=self.tool_context,
+            loop_turns=self.loop_turns,
+        )
 
     def _observe_end(self, run: Run, started: float) -> None:
         """Count the investigation that ends now: its time here and its transcript steps."""
@@ -151,14 +191,17 @@ class Investigator:
         started = time.monotonic()
         reply = await self.model.next_turn(run, transcript)
         if reply.usage is not None:
-            await self.spend.add(reply.usage, cost_dollars(self.model_name, reply.usage))
+            await self.spend.add(reply.usage, self.prices.cost(self.model_name, reply.usage))
+        for side in reply.side_calls:
+            await record_call(self.checkpoints.audit, self.spend, run.id, side)
+        await audit_compactions(self.checkpoints.audit, run.id, reply.steps)
         await self.checkpoints.audit(
             run.id,
             "model_call",
             model=self.model_name,
             seconds=round(time.monotonic() - started, 3),
             turn=type(reply.turn).__name__,
-            stop_reason=reply.steps[0].stop_reason if reply.steps else None,
+            stop_reason=next((s.stop_reason for s in reply.steps if s.author == "model"), None),
             usage=reply.usage.model_dump() if reply.usage else None,
             redactions=dict(reply.redactions) or None,
         )
@@ -187,6 +230,14 @@ class Investigator:
             content=[TextPart(text=_describe_alert(a)) for a in news],
         )
         return step, [found for alert in news for found in alert_flags(alert)]
+
+    async def _briefing(self, run: Run, transcript: Sequence[Step]) -> Step | None:
+        """The briefing step before the run's first model turn (`bot.guidance`), if any."""
+        if self.briefing is None or self.model is None:
+            return None
+        if any(s.role == "assistant" or s.author == "briefing" for s in transcript):
+            return None
+        return await self.briefing.step(run, index=len(transcript))
 
     def _resume(self, run: Run, transcript: Sequence[Step]) -> EngineReply | None:
         """When the last step is the engine's own (the process died after writing it),
@@ -219,15 +270,12 @@ class Investigator:
         return over_budget(self.limits, spent)
 
     def _account(self, run: Run, reply: EngineReply) -> Run:
+        for side in reply.side_calls:
+            run = charge(run, side.model, side.usage, side.dollars, investigation=False)
         if reply.usage is None:
             return run
-        return run.model_copy(
-            update={
-                "model_calls": run.model_calls + 1,
-                "usage": run.usage.plus(reply.usage),
-                "cost_dollars": run.cost_dollars + cost_dollars(self.model_name, reply.usage),
-            }
-        )
+        dollars = self.prices.cost(self.model_name, reply.usage)
+        return charge(run, self.model_name, reply.usage, dollars, investigation=True)
 
     async def _run_tools(
         self, run: Run, calls: Sequence[ToolCallPart], *, index: int
@@ -242,6 +290,7 @@ class Investigator:
         tool = self.tools.get(call.name)
         started = time.monotonic()
         scope = run_scope(self.policy.scopes, run)
+        args: BaseModel | None = None
         if tool is None:
             available = [t.api_name for t in offered_tools(scope, list(self.tools.values()))]
             result = ToolResult.fail(
@@ -265,11 +314,13 @@ class Investigator:
         self.metrics.tool_call_duration.labels(name).observe(seconds)
         content = tool.render(result) if tool is not None else result.render()
         flags = flags_in(f"tool:{call.name}", content)
+        summary = self._summary(run, call, tool, args, result)
         await self.checkpoints.audit(
             run.id,
             "tool_call",
             tool=call.name,
             input=compact_json(call.input),
+            summary=summary,
             status=result.status,
             seconds=round(seconds, 3),
             error=result.error,
@@ -280,9 +331,32 @@ class Investigator:
             self.checkpoints.audit, self.metrics, run.id, [(where, f) for f in flags]
         )
         part = ToolResultPart(
-            tool_use_id=call.id, content=content, is_error=result.status == "error"
+            tool_use_id=call.id,
+            content=content,
+            is_error=result.status == "error",
+            summary=summary,
         )
         return part, flags
+
+    def _summary(
+        self,
+        run: Run,
+        call: ToolCallPart,
+        tool: Tool | None,
+        args: BaseModel | None,
+        result: ToolResult,
+    ) -> str:
+        """The tool's own line for people about the redacted result; the default line for
+        a call that never reached a tool, or when its describer fails (never the run)."""
+        if tool is None or args is None:
+            return describe_default(call.name, result)
+        try:
+            return tool.describe(args, result)
+        except Exception:  # a describer's bug must not break the run: log, use the default
+            log.exception(
+                "tool %s could not describe its call", tool.name, extra={"run_id": run.id}
+            )
+            return describe_default(tool.name, result)
 
     async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
         try:
@@ -299,7 +373,7 @@ class Investigator:
     async def _propose(self, run: Run, turn: AwaitApproval) -> Run:
         """Offer the proposal for approval, or (as the policy says) end the run without
         offering it, or approve it in the policy's name and go on to execute it."""
-        proposal = turn.proposal
+        proposal = await self._vetting.verify_check(run, turn.proposal)
         requirement = await assess(
             self.policy, run, proposal, now=utcnow(), alertmanager=self.alertmanager
         )
@@ -318,6 +392,7 @@ class Investigator:
         elif requirement.auto_approved:
             decisions = await approve_by_policy(self.store, run, proposal, requirement)
             update |= {"status": RunStatus.EXECUTING, "decisions": decisions}
+        run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], proposal)
         run = await self._write(run.model_copy(update=update))
         await self.checkpoints.audit(
             run.id,
@@ -334,6 +409,7 @@ class Investigator:
 
     async def _finish(self, run: Run, turn: Finish) -> Run:
         status = RunStatus.NEEDS_ATTENTION if turn.needs_attention else RunStatus.CONCLUDED
+        run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], None)
         run = await self._write(
             run.model_copy(
                 update={
@@ -346,6 +422,21 @@ class Investigator:
         )
         await self.checkpoints.audit(run.id, "finished", status=status.value, summary=turn.summary)
         return run
+
+    async def _headline(
+        self, run: Run, summary: str, findings: Sequence[Finding], proposal: Proposal | None
+    ) -> Run:
+        """The run with its headline worded by the fast model (`bot.headline`)."""
+        return await with_headline(
+            self.fast,
+            run,
+            summary=summary,
+            findings=findings,
+            proposal=proposal,
+            audit=self.checkpoints.audit,
+            spend=self.spend,
+            metrics=self.metrics,
+        )
 
     async def _write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         return await self.checkpoints.write(run, steps)

@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 
 import anthropic
-from anthropic.types import ToolParam
+from anthropic.types import TextBlockParam, ToolParam
 from pydantic import ValidationError
 
 from bot import fencing
+from bot.compaction import OVERFLOW_NUDGE, Compactor, Fitted, Request, overflowed_twice
 from bot.finishing import (
     CONCLUDE,
     PROPOSE,
@@ -36,8 +37,10 @@ from bot.models import (
     ToolResultPart,
     Usage,
 )
+from bot.pricing import Prices
 from bot.scoping import offered_tools, run_scope
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools, Turn
+from bot.tiering import count_usage, describe_error, outcome
 from bot.untrusted import redact_step
 from policies.scope import Scope, ScopeRule
 from tools.actions import Action
@@ -49,7 +52,8 @@ You are incident-bot, the on-call engineer's investigator. An alert fired; find 
 
 - Use the read-only tools to look at metrics, alerts, deployments, pods, events and logs.
   Start from the alert's labels; check what changed recently.
-- Ground every finding in a tool result: name the query or object and the values.
+- Ground every finding in a tool result: name the tool call (its id or tool name) and
+  quote the values as that result shows them; findings that are not are marked unverified.
 - Several independent tool calls may go in one turn; they run in parallel.
 - Finish with exactly one call: `propose_remediation` when a listed action would fix the
   cause (a human approves it before anything changes), or `conclude` when no action is
@@ -60,32 +64,17 @@ You are incident-bot, the on-call engineer's investigator. An alert fired; find 
     + "\n"
 )
 
-# Dollars per million tokens: input, output, cache write, cache read.
-_PRICES: dict[str, tuple[float, float, float, float]] = {
-    "opus": (15.0, 75.0, 18.75, 1.50),
-    "sonnet": (3.0, 15.0, 3.75, 0.30),
-    "haiku": (1.0, 5.0, 1.25, 0.10),
-}
-
-
-def cost_dollars(model: str, usage: Usage) -> float:
-    """Estimated price of `usage` on `model` (a Sonnet price for unknown models)."""
-    family = next((f for f in _PRICES if f in model), "sonnet")
-    p_in, p_out, p_write, p_read = _PRICES[family]
-    return (
-        usage.input_tokens * p_in
-        + usage.output_tokens * p_out
-        + usage.cache_write_tokens * p_write
-        + usage.cache_read_tokens * p_read
-    ) / 1_000_000
-
 
 class ClaudeEngine:
-    """Asks Claude for the next turn of an investigation."""
+    """Asks Claude for the next turn of an investigation.
+
+    Without a client it only reads recorded steps (`resume`), as `runs replay` does:
+    `next_turn` then hands over, and nothing can reach the API.
+    """
 
     def __init__(
         self,
-        client: anthropic.AsyncAnthropic,
+        client: anthropic.AsyncAnthropic | None,
         *,
         model: str,
         max_tokens: int,
@@ -93,8 +82,12 @@ class ClaudeEngine:
         actions: Sequence[Action],
         metrics: Metrics,
         scopes: Sequence[ScopeRule] = (),
+        prices: Prices | None = None,
+        compactor: Compactor | None = None,
     ) -> None:
         self._client = client
+        self._prices = prices or Prices()
+        self._compactor = compactor
         self._model = model
         self._max_tokens = max_tokens
         self._tools = tuple(tools)
@@ -118,27 +111,33 @@ class ClaudeEngine:
         return self._model
 
     async def next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
-        """Call the model once and turn its answer into the next turn."""
-        started = time.perf_counter()
+        """Call the model once (compacting the transcript first when it outgrew its share
+        of the context window) and turn its answer into the next turn."""
+        if self._client is None:
+            return EngineReply(turn=HandOver(reason="no model client: recorded steps only"))
+        if overflowed_twice(transcript):
+            reason = "the transcript outgrew the model's context window, even compacted"
+            return EngineReply(turn=HandOver(reason=reason))
         scope = run_scope(self._scopes, run)
+        fitted = await self._fit(run, scope, transcript)
+        transcript = fitted.transcript
+        request = self._request(scope, transcript)
+        started = time.perf_counter()
         try:
             message = await self._client.messages.create(
-                model=self._model,
+                model=request.model,
                 max_tokens=self._max_tokens,
-                system=[
-                    {
-                        "type": "text",
-                        "text": SYSTEM_PROMPT,
-                        "cache_control": {"type": "ephemeral"},
-                    },
-                    {"type": "text", "text": f"This run may read: {scope.describe()}."},
-                ],
-                tools=self._tools_for(scope),
-                messages=to_messages(transcript),
+                system=request.system,
+                tools=request.tools,
+                messages=request.messages,
             )
         except anthropic.APIError as exc:
-            self._metrics.model_requests.labels(self._model, _outcome(exc)).inc()
-            return EngineReply(turn=HandOver(reason=f"model unavailable: {_describe(exc)}"))
+            self._metrics.model_requests.labels(self._model, outcome(exc)).inc()
+            return EngineReply(
+                turn=HandOver(reason=f"model unavailable: {describe_error(exc)}"),
+                steps=fitted.steps,
+                side_calls=fitted.calls,
+            )
         finally:
             self._metrics.model_request_duration.labels(self._model).observe(
                 time.perf_counter() - started
@@ -159,7 +158,29 @@ class ClaudeEngine:
         )
         resumed = self.resume(step)
         return EngineReply(
-            turn=resumed.turn, steps=(step, *resumed.steps), usage=usage, redactions=redactions
+            turn=resumed.turn,
+            steps=(*fitted.steps, step, *resumed.steps),
+            usage=usage,
+            redactions=redactions,
+            side_calls=fitted.calls,
+        )
+
+    async def _fit(self, run: Run, scope: Scope, transcript: Sequence[Step]) -> Fitted:
+        if self._compactor is None:
+            return Fitted(transcript=transcript)
+        return await self._compactor.fit(run.id, transcript, lambda t: self._request(scope, t))
+
+    def _request(self, scope: Scope, transcript: Sequence[Step]) -> Request:
+        """The request for this transcript: the cached system prompt and tools first."""
+        system: list[TextBlockParam] = [
+            {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": f"This run may read: {scope.describe()}."},
+        ]
+        return Request(
+            model=self._model,
+            system=system,
+            tools=self._tools_for(scope),
+            messages=to_messages(transcript),
         )
 
     def resume(self, step: Step) -> EngineReply:
@@ -187,7 +208,8 @@ class ClaudeEngine:
             case "refusal":
                 return HandOver(reason="the model declined to continue (stop_reason refusal)"), ()
             case "model_context_window_exceeded":
-                return HandOver(reason="the transcript outgrew the model's context window"), ()
+                # Compacted before the next call (`bot.compaction`), which is tried once.
+                return Continue(), (_nudge(step, calls, OVERFLOW_NUDGE),)
             case _:
                 return Continue(), (
                     _nudge(
@@ -258,12 +280,7 @@ class ClaudeEngine:
         )
 
     def _count_tokens(self, usage: Usage) -> None:
-        tokens = self._metrics.model_tokens
-        tokens.labels(self._model, "input").inc(usage.input_tokens)
-        tokens.labels(self._model, "output").inc(usage.output_tokens)
-        tokens.labels(self._model, "cache_read").inc(usage.cache_read_tokens)
-        tokens.labels(self._model, "cache_write").inc(usage.cache_write_tokens)
-        self._metrics.model_cost.labels(self._model).inc(cost_dollars(self._model, usage))
+        count_usage(self._metrics, self._model, usage, self._prices.cost(self._model, usage))
 
 
 def _tool_params(tools: Sequence[Tool], actions: Sequence[Action]) -> list[ToolParam]:
@@ -315,18 +332,3 @@ def _problem(call: ToolCallPart, exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return f"invalid arguments for {call.name}: {describe_validation_error(exc)}"
     return f"invalid arguments for {call.name}: {exc}"
-
-
-def _outcome(exc: anthropic.APIError) -> str:
-    if isinstance(exc, anthropic.APIStatusError):
-        return "overloaded" if exc.status_code == 529 else f"http_{exc.status_code // 100}xx"
-    if isinstance(exc, anthropic.APITimeoutError):
-        return "timeout"
-    return "connection_error"
-
-
-def _describe(exc: anthropic.APIError) -> str:
-    if isinstance(exc, anthropic.APIStatusError):
-        retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-        return f"HTTP {exc.status_code}{' after retries' if retried else ''}: {exc.message}"
-    return f"{type(exc).__name__}: {exc}"

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from anthropic.types import Message, MessageParam
 
 from bot.fencing import fence
-from bot.models import OpaquePart, Part, Step, TextPart, ToolCallPart, ToolResultPart, Usage
+from bot.models import (
+    CompactedResult,
+    OpaquePart,
+    Part,
+    Step,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+)
 
 
 def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
@@ -19,10 +28,11 @@ def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
     role next to each other become one message.
     """
     tool_names = {c.id: c.name for step in transcript for c in step.tool_calls()}
+    compacted = compacted_results(transcript)
     messages: list[MessageParam] = []
     for step in transcript:
         blocks: list[Any] = [
-            _block(_fenced(p, step, tool_names)) for p in step.content if not _empty(p)
+            _block(_fenced(p, step, tool_names, compacted)) for p in step.content if not _empty(p)
         ]
         if not blocks:
             continue
@@ -37,14 +47,37 @@ def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
     return messages
 
 
-def _fenced(part: Part, step: Step, tool_names: dict[str, str]) -> Part:
-    """The part as the model reads it: text the bot did not write inside an envelope."""
+def _fenced(
+    part: Part,
+    step: Step,
+    tool_names: dict[str, str],
+    compacted: Mapping[str, CompactedResult],
+) -> Part:
+    """The part as the model reads it: text the bot did not write inside an envelope
+    (a compacted tool result as its summary)."""
     if isinstance(part, ToolResultPart):
         source = f"tool:{tool_names.get(part.tool_use_id, 'unknown')}"
-        return part.model_copy(update={"content": fence(source, part.content)})
+        entry = compacted.get(part.tool_use_id)
+        content = part.content if entry is None else shown(entry)
+        return part.model_copy(update={"content": fence(source, content)})
     if isinstance(part, TextPart) and step.author == "alert":
         return part.model_copy(update={"text": fence("alert", part.text)})
+    if isinstance(part, TextPart) and part.source:
+        return part.model_copy(update={"text": fence(part.source, part.text)})
     return part
+
+
+def compacted_results(transcript: Sequence[Step]) -> dict[str, CompactedResult]:
+    """Every compacted tool result of the transcript (`bot/compaction.py`), by tool_use id."""
+    return {e.tool_use_id: e for step in transcript for e in step.compacted}
+
+
+def shown(entry: CompactedResult) -> str:
+    """A compacted tool result as the model reads it."""
+    return (
+        f"[compacted: {entry.characters} characters; full result kept in the run's record] "
+        f"{entry.summary}"
+    )
 
 
 def _empty(part: Part) -> bool:

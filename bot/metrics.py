@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_COUNTS = (0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 
 
 class Metrics:
@@ -61,6 +62,42 @@ class Metrics:
             buckets=(2, 4, 8, 16, 32, 64, 128),
             registry=r,
         )
+        # Per-run figures, observed once when a run ends (`Checkpointer.write`).
+        self.run_cost = Histogram(
+            "incident_bot_run_cost_dollars",
+            "Estimated model spend of an ended run, by its final status.",
+            ["status"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.run_tool_calls = Histogram(
+            "incident_bot_run_tool_calls",
+            "Tool calls of an ended run, by its final status.",
+            ["status"],
+            buckets=_COUNTS,
+            registry=r,
+        )
+        self.run_model_calls = Histogram(
+            "incident_bot_run_model_calls",
+            "Messages API calls of an ended run (every model), by its final status.",
+            ["status"],
+            buckets=_COUNTS,
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "incident_bot_run_duration_seconds",
+            "From a run's creation to its end, by its final status.",
+            ["status"],
+            buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400),
+            registry=r,
+        )
+        self.runs_ended = Counter(
+            "incident_bot_runs_ended_total",
+            "Ended runs, by whether they ended needing a person (needs_attention, failed, "
+            "expired).",
+            ["escalated"],
+            registry=r,
+        )
         self.model_requests = Counter(
             "incident_bot_model_requests_total",
             "Messages API requests.",
@@ -86,6 +123,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.compactions = Counter(
+            "incident_bot_compactions_total",
+            "Transcripts compacted before a model call (share: past the configured share of "
+            "the context window; overflow: after a reply ran into it).",
+            ["reason"],
+            registry=r,
+        )
         self.tool_calls = Counter(
             "incident_bot_tool_calls_total",
             "Tool calls, by status.",
@@ -97,6 +141,12 @@ class Metrics:
             "Tool call time.",
             ["tool"],
             buckets=_SECONDS,
+            registry=r,
+        )
+        self.loops_detected = Counter(
+            "incident_bot_loops_detected_total",
+            "Models found looping (kind: repeated_call, no_progress), told or stopped.",
+            ["kind", "outcome"],
             registry=r,
         )
         self.approvals = Counter(
@@ -118,6 +168,13 @@ class Metrics:
             "incident_bot_slack_api_calls_total",
             "Slack Web API calls, by method and outcome (ok, error, rate_limited, ...).",
             ["method", "outcome"],
+            registry=r,
+        )
+        self.charts = Counter(
+            "incident_bot_charts_total",
+            "Charts for a run's thread (signal, recovery), by outcome (uploaded, no_data, "
+            "duplicate, failed).",
+            ["chart", "outcome"],
             registry=r,
         )
         self.checkpoint_write = Histogram(

@@ -97,6 +97,8 @@ TERMINAL_STATES = frozenset(
         RunStatus.NEEDS_ATTENTION,
     }
 )
+# The ends that leave the incident to a person (they page the route's escalation target).
+ESCALATED_STATES = frozenset({RunStatus.NEEDS_ATTENTION, RunStatus.FAILED, RunStatus.EXPIRED})
 
 
 class Usage(Stored):
@@ -141,6 +143,9 @@ class TextPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["text"] = "text"
     text: str
+    # Where text the bot did not write comes from (`memory`: a past run's record); the
+    # model reads it fenced under that name. Empty: the bot's or the model's own text.
+    source: str = Field(default="", exclude_if=_empty)
 
 
 class ToolCallPart(BaseModel):
@@ -177,16 +182,29 @@ class OpaquePart(BaseModel):
 Part = Annotated[TextPart | ToolCallPart | ToolResultPart | OpaquePart, Field(discriminator="type")]
 
 
+class CompactedResult(BaseModel):
+    """A tool result that later requests show as a short summary (`bot/compaction.py`);
+    its full text stays in the transcript."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool_use_id: str
+    characters: int  # of the full result
+    summary: str
+    by: str  # who summarised: `tool`, `excerpt`, or the fast model's name
+
+
 class Step(Stored):
     """One transcript message: appended to `run:{id}:transcript`, never changed."""
 
     index: int
     role: Literal["user", "assistant"]
-    author: Literal["alert", "model", "planner", "tools", "system"]
+    author: Literal["alert", "model", "planner", "tools", "system", "briefing"]
     content: list[Part]
     at: datetime = Field(default_factory=utcnow)
     stop_reason: str | None = None
     usage: Usage | None = None
+    # A compaction step: the earlier results later requests show summarised.
+    compacted: list[CompactedResult] = Field(default_factory=list, exclude_if=_empty)
 
     def tool_calls(self) -> list[ToolCallPart]:
         """The tool calls this step asks for."""
@@ -329,3 +347,36 @@ class Run(Stored):
     model_usage: dict[str, ModelUsage] = Field(default_factory=dict, exclude_if=_empty)
     # One line for people, worded by the fast model from the run's summary and findings.
     headline: str = Field(default="", exclude_if=_empty)
+    # Tool calls the investigation ran (each call of each batch).
+    tool_calls: int = Field(default=0, exclude_if=_empty)
+
+    @property
+    def api_calls(self) -> int:
+        """Messages API calls of every model (`model_calls` counts the investigation's)."""
+        return sum(u.calls for u in self.model_usage.values()) or self.model_calls
+
+
+class IncidentRecord(Stored):
+    """What a finished run leaves for later runs of its alert or service (`bot/memory.py`):
+    compact, redacted, expiring with the retention."""
+
+    run_id: str
+    group_key: str
+    title: str
+    alertname: str = ""
+    namespace: str = ""
+    service: str = ""
+    status: RunStatus
+    headline: str = ""
+    summary: str = ""
+    # The run's findings (their summaries): what it took to be the cause.
+    findings: list[str] = Field(default_factory=list)
+    action: str = ""
+    target: str = ""
+    outcome: str = ""
+    approved_by: list[str] = Field(default_factory=list)
+    started_at: datetime
+    ended_at: datetime
+    # Where the run's Slack thread is ("" when it was never posted).
+    channel: str = ""
+    thread_ts: str = ""

@@ -247,11 +247,11 @@ class Remediator:
         value: float | None = None
         while True:
             try:
-                value = await instant_value(self.tool_context, check.query)
+                healthy, value = await check_now(self.tool_context, check)
             except Exception as exc:  # a failed query is one failed check, not a crash
                 log.warning("verification query failed: %s", exc, extra={"run_id": run.id})
             else:
-                if check.passes(value):
+                if healthy:
                     await self.checkpoints.audit(
                         run.id, "verified", check=check.describe(), value=value
                     )
@@ -300,6 +300,42 @@ def _refusal(requirement: Requirement, verdict: Verdict) -> str | None:
     if verdict != "approved":
         return f"the decisions recorded do not approve it ({requirement.reason})"
     return None
+
+
+async def check_now(ctx: ToolContext, check: Check) -> tuple[bool, float | None]:
+    """Whether `check` passes now, and the value its query returned (None: no series).
+
+    Raises when Prometheus rejects the query or cannot be reached.
+    """
+    value = await instant_value(ctx, check.query)
+    return check.passes(value), value
+
+
+async def measuring_check(ctx: ToolContext, run: Run, proposal: Proposal) -> Proposal:
+    """The proposal with a verification check that measures the problem: one that already
+    passes (healthy before the action) cannot show recovery, so the alert's own expression
+    replaces it (or, without one, nothing does); `verify_note` says why."""
+    check = proposal.verify
+    if check is None:
+        return proposal
+    try:
+        healthy, value = await check_now(ctx, check)
+    except Exception as exc:  # the check is kept as proposed; the note says it was not seen
+        note = f"the proposed check {check.describe()} could not be evaluated beforehand ({exc})"
+        log.warning("%s", note, extra={"run_id": run.id})
+        return proposal.model_copy(update={"verify_note": redact_text(note)})
+    if not healthy:
+        return proposal
+    fallback = check_from_alert(run)
+    said = (
+        f"the proposed check {check.describe()} is already healthy (value {_fmt(value)}), "
+        "so it cannot show recovery; "
+    )
+    if fallback is None:
+        note = said + "the alert has no expression to verify with instead, so nothing will"
+    else:
+        note = said + f"verifying with the alert's expression instead: {fallback.describe()}"
+    return proposal.model_copy(update={"verify": fallback, "verify_note": note})
 
 
 def check_from_alert(run: Run) -> Check | None:

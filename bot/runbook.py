@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -60,8 +60,8 @@ class Condition(_Spec):
     op: Literal[">", "<", ">=", "<=", "==", "!=", "exists", "age_under_minutes"]
     threshold: float | str | None = None
 
-    def holds(self, context: dict[str, Any]) -> bool:
-        """Whether the condition is true; a missing value makes it false."""
+    def holds(self, context: dict[str, Any], now: datetime) -> bool:
+        """Whether the condition is true at `now`; a missing value makes it false."""
         try:
             value = lookup(context, self.value)
         except MissingValue:
@@ -70,7 +70,7 @@ class Condition(_Spec):
             return value is not None
         if self.op == "age_under_minutes":
             at = datetime.fromisoformat(str(value))
-            return utcnow() - at < timedelta(minutes=float(self.threshold or 0))
+            return now - at < timedelta(minutes=float(self.threshold or 0))
         if self.op in ("==", "!="):
             return (str(value) == str(self.threshold)) == (self.op == "==")
         number, limit = float(value), float(self.threshold or 0)
@@ -149,8 +149,16 @@ def load_runbooks(directory: Path | None = None) -> tuple[Runbook, ...]:
 class RunbookPlanner:
     """Plays the matching runbook against a run; same interface as the Claude engine."""
 
-    def __init__(self, runbooks: Sequence[Runbook], tools: dict[str, Tool]) -> None:
+    def __init__(
+        self,
+        runbooks: Sequence[Runbook],
+        tools: dict[str, Tool],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """`clock`: the time conditions are judged at (a replay passes the record's)."""
         self._runbooks = tuple(runbooks)
+        self._clock = clock
         self._tools = {t.name: t for t in tools.values()}
         for book in self._runbooks:
             for step in book.steps:
@@ -190,7 +198,8 @@ class RunbookPlanner:
                 content=[TextPart(text=f"runbook {book.name}"), *calls],
             )
             return EngineReply(turn=RunTools(calls=calls), steps=(step,))
-        findings = {f.id: f for f in book.findings if all(c.holds(context) for c in f.when)}
+        now = self._clock()
+        findings = {f.id: f for f in book.findings if all(c.holds(context, now) for c in f.when)}
         stated = tuple(_finding(f, context) for f in findings.values())
         spec = book.proposal
         if spec is not None and all(name in findings for name in spec.when):

@@ -8,9 +8,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.pricing import ModelPrice
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ValkeyFsync = Literal["everysec", "always", "no"]  # the embedded Valkey's appendfsync
+DEFAULT_FAST_MODEL = "claude-haiku-4-5"
 
 
 class Settings(BaseSettings):
@@ -51,8 +54,19 @@ class Settings(BaseSettings):
     model_max_tokens: int = Field(default=4096, alias="INCIDENT_BOT_MODEL_MAX_TOKENS")
     model_max_retries: int = Field(default=2, alias="INCIDENT_BOT_MODEL_MAX_RETRIES")
     model_timeout_seconds: float = Field(default=120.0, alias="INCIDENT_BOT_MODEL_TIMEOUT")
+    # Compaction summaries and the run's headline; empty: no fast model (no headline).
+    fast_model: str = Field(default=DEFAULT_FAST_MODEL, alias="INCIDENT_BOT_FAST_MODEL")
+    # Past this share of the context window, the oldest tool results are compacted.
+    context_window: int = Field(default=200_000, gt=0, alias="INCIDENT_BOT_CONTEXT_WINDOW")
+    compact_at: float = Field(default=0.7, gt=0, le=1, alias="INCIDENT_BOT_COMPACT_AT")
+    # JSON: model name or prefix -> dollars per million tokens (see bot/pricing.py).
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, alias="INCIDENT_BOT_MODEL_PRICES"
+    )
 
     max_steps: int = Field(default=20, alias="INCIDENT_BOT_MAX_STEPS")
+    # Model turns in a row without a new tool result before the model is told it loops.
+    loop_turns: int = Field(default=4, ge=1, alias="INCIDENT_BOT_LOOP_TURNS")
     token_budget: int = Field(default=400_000, alias="INCIDENT_BOT_TOKEN_BUDGET")
     run_deadline_seconds: float = Field(default=900.0, alias="INCIDENT_BOT_RUN_DEADLINE")
     tool_timeout_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_TOOL_TIMEOUT")

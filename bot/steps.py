@@ -49,6 +49,17 @@ Turn = RunTools | AwaitApproval | Finish | Continue | HandOver
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelCall:
+    """A call to another model made for a turn or a run (the fast model's summaries)."""
+
+    model: str
+    purpose: str  # `compaction`, `headline`
+    usage: Usage
+    dollars: float
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class EngineReply:
     """An engine's turn, and the steps (and usage) to checkpoint before acting on it."""
 
@@ -57,3 +68,5 @@ class EngineReply:
     usage: Usage | None = None
     # Secrets replaced in the engine's own reply, by kind.
     redactions: Mapping[str, int] = field(default_factory=dict)
+    # Calls to other models this turn needed (compaction summaries), counted apart.
+    side_calls: tuple[ModelCall, ...] = ()

@@ -23,6 +23,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis.asyncio as redis
@@ -49,11 +50,13 @@ from bot.models import (
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
+# Returns {new version, status before the write}, or {-1, lease holder} / {-2, version}.
 _CHECKPOINT = """
 local lease = redis.call('GET', KEYS[3])
 if lease ~= ARGV[1] then return {-1, lease or ''} end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if version ~= tonumber(ARGV[2]) then return {-2, tostring(version)} end
+local was = redis.call('HGET', KEYS[1], 'status') or ''
 local n = tonumber(ARGV[7])
 if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 8, 7 + n)) end
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'version', version + 1,
@@ -62,7 +65,7 @@ local ttl = tonumber(ARGV[6])
 if ttl > 0 then
   for i = 1, #KEYS do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 end
-return {version + 1, ''}
+return {version + 1, was}
 """
 
 # KEYS: run hash, transcript.  ARGV: doc, status, updated_at, n steps, steps...
@@ -156,6 +159,24 @@ class AuditEvent:
     id: str
     event: str
     data: dict[str, Any]
+
+    @property
+    def at(self) -> datetime:
+        """When the event was appended (its stream id is milliseconds since the epoch)."""
+        return datetime.fromtimestamp(int(self.id.split("-")[0]) / 1000, UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Written:
+    """A checkpoint as written: the run with its new version, and its status before."""
+
+    run: Run
+    was: RunStatus
+
+    @property
+    def ended(self) -> bool:
+        """Whether this write ended the run (a terminal run written again did not)."""
+        return self.run.status.terminal and not self.was.terminal
 
 
 class RunStore:
@@ -255,6 +276,10 @@ class RunStore:
         Returns the run with its new version; raises `StaleWrite` when another writer
         has moved the run on (this writer must stop).
         """
+        return (await self.write(run, owner=owner, steps=steps)).run
+
+    async def write(self, run: Run, *, owner: str, steps: Sequence[Step] = ()) -> Written:
+        """`checkpoint`, also telling the status the run had before this write."""
         updated = run.model_copy(
             update={
                 "version": run.version + 1,
@@ -281,7 +306,7 @@ class RunStore:
         if updated.status.terminal:
             # The index lives outside the run's hash slot, so it is not in the script.
             await self.redis.zrem(f"{self._p}runs:active", run.id)
-        return updated
+        return Written(run=updated, was=RunStatus(detail))
 
     async def list_runs(self, *, limit: int = 50, active_only: bool = False) -> list[Run]:
         """The most recent runs, newest first."""

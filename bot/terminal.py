@@ -9,11 +9,16 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.approvals import describe_target
+from bot.charts import summary_line
 from bot.models import Run, RunStatus, Step, TextPart, ToolCallPart, ToolResultPart
+from bot.progress import mark, tool_line
 from bot.remediation import dry_run
+from bot.signals import lines_of
 from tools.actions import Action, ActionContext
+from tools.prometheus_http import PrometheusError
 
 _WIDTH = 100
+_ACTING = (RunStatus.EXECUTING, RunStatus.VERIFYING)
 
 
 class TerminalView:
@@ -30,7 +35,8 @@ class TerminalView:
         self._out = out
         self._status: RunStatus | None = None
         self._engine_reason = ""
-        self._calls: dict[str, ToolCallPart] = {}
+        self._tool_names: dict[str, str] = {}
+        self._acted = False
 
     def say(self, text: str = "") -> None:
         """Print a line and flush (the view is read live, also through pipes)."""
@@ -44,6 +50,7 @@ class TerminalView:
             self._engine_reason = run.engine_reason
             self.say(f"  runbook planner takes over: {run.engine_reason}")
         if run.status != self._status:
+            self._acted = self._acted or self._status in _ACTING
             self._status = run.status
             await self._show_status(run)
 
@@ -52,18 +59,17 @@ class TerminalView:
             if isinstance(part, TextPart) and step.author == "model" and part.text.strip():
                 self.say(f"  agent: {_cut(part.text)}")
             elif isinstance(part, ToolCallPart):
-                self._calls[part.id] = part
-                self.say(f"  → {part.name} {_cut(json.dumps(part.input), 80)}")
+                self._tool_names[part.id] = part.name
             elif isinstance(part, ToolResultPart):
-                call = self._calls.get(part.tool_use_id)
-                mark = "✗" if part.is_error else "✓"
-                name = call.name if call else part.tool_use_id
-                self.say(f"    {mark} {name}: {_cut(_result_gist(part.content), 90)}")
+                line = tool_line(part, self._tool_names.get(part.tool_use_id))
+                self.say(f"  {mark(part)} {line}")
 
     async def _show_status(self, run: Run) -> None:
         self.say(f"[{run.status.value}]")
         if run.status is RunStatus.AWAITING_APPROVAL and run.proposal is not None:
             await self.show_proposal(run)
+        if run.status.terminal and self._acted:
+            await self._show_signal(run, "recovery")
 
     async def show_proposal(self, run: Run) -> None:
         """The findings, the proposed action with its dry run, and why."""
@@ -73,6 +79,8 @@ class TerminalView:
         self.say(f"Summary: {run.summary}")
         for finding in run.findings:
             self.say(f"  • {finding.summary}")
+            if finding.unverified:
+                self.say(f"      ⚠ unverified: {finding.unverified}")
             if finding.evidence:
                 self.say(f"      evidence: {_cut(finding.evidence)}")
         self.say()
@@ -86,7 +94,22 @@ class TerminalView:
         self.say(f"  expected:  {p.expected_effect}")
         if p.verify is not None:
             self.say(f"  verify:    {p.verify.describe()}")
+        if p.verify_note:
+            self.say(f"  ⚠ {p.verify_note}")
+        await self._show_signal(run, "signal")
         self.say()
+
+    async def _show_signal(self, run: Run, label: str) -> None:
+        """A sparkline of the run's signal; nothing without Prometheus or a series."""
+        if self._action_context.prometheus_url is None:
+            return
+        try:
+            lines = await lines_of(run, self._action_context)
+        except PrometheusError as exc:
+            self.say(f"  {label}: could not read it: {_cut(str(exc), 80)}")
+            return
+        if lines:
+            self.say(f"  {label + ':':<10} {summary_line(lines[0])}")
 
     async def ask_approval(self, run: Run) -> bool:
         """Ask on the terminal; True to approve."""
@@ -114,17 +137,3 @@ class TerminalView:
 def _cut(text: str, width: int = _WIDTH) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _result_gist(content: str) -> str:
-    try:
-        parsed = json.loads(content)
-    except json.JSONDecodeError:
-        return content
-    if not isinstance(parsed, dict):
-        return content
-    if parsed.get("status") == "error":
-        return f"error: {parsed.get('error')}"
-    if parsed.get("status") == "no_data":
-        return f"no data ({parsed.get('note', '')})"
-    return json.dumps(parsed.get("data"))

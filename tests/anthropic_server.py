@@ -6,6 +6,13 @@ A script is a list of `Exchange`s, one per expected request, in order. Each exch
 `tool_use(...)`, `text(...)` or `message(...)`, an Anthropic-shaped HTTP error built with
 `error(...)`, or either of them held until an event is set (`hold(...)`, `hang()`).
 
+Requests to the fast model (`fast_model`, the bot's `INCIDENT_BOT_FAST_MODEL`) are kept
+apart: answered by the `fast` script when the test gives one, else by `auto_reply` (a short
+text derived from the request), and recorded in `fast_requests`, never in `requests`, so
+a script only lists the investigation's exchanges. `POST /v1/messages/count_tokens`
+answers `count_of(body)` (or, with `count_fails`, an HTTP 500) and records the request in
+`count_requests`.
+
 The server fails loudly: a request the script did not expect (one too many, a failed
 check, a wrong API key, a malformed transcript) is answered with an HTTP 4xx error that
 the SDK does not retry, and recorded, so `assert_done()` (called when the `async with`
@@ -43,6 +50,7 @@ JsonDict = dict[str, Any]
 Check = Callable[["ScriptRequest"], str | None]
 
 API_KEY = "test-key"
+FAST_MODEL = "claude-haiku-4-5"  # the bot's default INCIDENT_BOT_FAST_MODEL
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_CACHE_BREAKPOINTS = 4
 WAIT_SECONDS = 10.0
@@ -332,6 +340,27 @@ def _answers(i: int, blocks: list[JsonDict], pending: list[str]) -> list[str]:
     return problems
 
 
+def count_of(body: JsonDict) -> int:
+    """The scripted `count_tokens` answer: the words and punctuation marks of the
+    request's system prompt, tools and messages (a tokenizer's order of magnitude)."""
+    sent = json.dumps([body.get("system"), body.get("tools"), body.get("messages")])
+    return len(re.findall(r"\w+|[^\w\s]", sent))
+
+
+def auto_reply(request: ScriptRequest) -> Reply:
+    """The fast model's default answer: `In short: ` and the first line of the request's
+    data (its second line of text, outside any envelope marker)."""
+    lines = [
+        line.strip()
+        for block in request.blocks()
+        if block.get("type") == "text"
+        for line in str(block.get("text", "")).splitlines()
+        if line.strip() and not line.strip().startswith(("<untrusted", "</untrusted"))
+    ]
+    line = lines[1] if len(lines) > 1 else (lines[0] if lines else "nothing to report")
+    return text(f"In short: {line[:100]}", usage=usage(count_of(request.body), 15))
+
+
 def strip_cache_control(blocks: Iterable[JsonDict]) -> list[JsonDict]:
     """Blocks without their `cache_control` markers (which move from turn to turn)."""
     return [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks]
@@ -348,6 +377,17 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(b.get("text", "") for b in content if isinstance(b, dict))
     return str(content or "")
+
+
+async def _body_of(request: web.Request) -> JsonDict:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"unparsed": raw.decode(errors="replace")}
+    return body
 
 
 def _credential(request: web.Request) -> str | None:
@@ -378,8 +418,17 @@ class ScriptedAnthropic:
         port: int | None = None,
         always: Sequence[Check] = (well_formed,),
         announce: Callable[[str], None] | None = None,
+        fast_model: str = FAST_MODEL,
+        fast: Iterable[Exchange] | None = None,
+        count_fails: bool = False,
     ) -> None:
         self.script = list(script)
+        self.fast_model = fast_model
+        self.fast_script = None if fast is None else list(fast)
+        self.fast_requests: list[ScriptRequest] = []
+        self.count_requests: list[ScriptRequest] = []
+        self.count_fails = count_fails
+        self._fast_used = 0
         self.api_key = api_key
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -410,6 +459,7 @@ class ScriptedAnthropic:
         """Listen on 127.0.0.1:`port`."""
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/_script/state", self._state)
         app.router.add_post("/_script/release", self._release)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -426,7 +476,7 @@ class ScriptedAnthropic:
 
     def release(self) -> None:
         """Answer every held request now."""
-        for exchange in self.script:
+        for exchange in [*self.script, *(self.fast_script or ())]:
             if exchange.respond.hold is not None:
                 exchange.respond.hold.set()
 
@@ -440,6 +490,11 @@ class ScriptedAnthropic:
         """Raise when a request did not match the script, or (`all_used`) some went unused."""
         if self.failures:
             raise AssertionError("scripted Anthropic API:\n" + "\n".join(self.failures))
+        if all_used and self.fast_script is not None and self._fast_used < len(self.fast_script):
+            raise AssertionError(
+                f"scripted Anthropic API: {len(self.fast_requests)} fast-model requests, but "
+                f"{len(self.fast_script)} fast exchanges scripted"
+            )
         if all_used and self._used < len(self.script):
             unused = [e.note or f"exchange #{i}" for i, e in enumerate(self.script)][self._used :]
             raise AssertionError(
@@ -448,13 +503,9 @@ class ScriptedAnthropic:
             )
 
     async def _messages(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            body = {"unparsed": raw.decode(errors="replace")}
+        body = await _body_of(request)
+        if body.get("model") == self.fast_model:
+            return await self._fast(request, body)
         recorded = ScriptRequest(index=len(self.requests), body=body, headers=dict(request.headers))
         self.requests.append(recorded)
         self._say(f"request {recorded.index}")
@@ -471,14 +522,74 @@ class ScriptedAnthropic:
             self._body(outcome, body), status=outcome.status, headers=outcome.headers
         )
 
-    def _match(self, request: web.Request, recorded: ScriptRequest) -> Reply | web.Response:
-        """The scripted reply for this request, or the error answering a mismatch."""
+    async def _fast(self, request: web.Request, body: JsonDict) -> web.Response:
+        """A fast-model request: the `fast` script's next reply, else `auto_reply`."""
+        recorded = ScriptRequest(
+            index=len(self.fast_requests), body=body, headers=dict(request.headers)
+        )
+        self.fast_requests.append(recorded)
+        self._say(f"fast request {recorded.index}")
+        outcome = self._refused(request, recorded) or self._match_fast(recorded)
+        if isinstance(outcome, web.Response):
+            return outcome
+        if outcome.hold is not None:
+            await outcome.hold.wait()
+        return web.json_response(
+            self._body(outcome, body), status=outcome.status, headers=outcome.headers
+        )
+
+    def _match_fast(self, recorded: ScriptRequest) -> Reply | web.Response:
+        if self.fast_script is None:
+            problems = [p for c in self._always if (p := _run_check(c, recorded))]
+            if problems:
+                return self._fail(recorded, 400, "invalid_request_error", "; ".join(problems))
+            return auto_reply(recorded)
+        if self._fast_used >= len(self.fast_script):
+            return self._fail(
+                recorded,
+                400,
+                "invalid_request_error",
+                f"unexpected fast-model request: only {len(self.fast_script)} scripted",
+            )
+        exchange = self.fast_script[self._fast_used]
+        self._fast_used += 1
+        problems = [p for c in (*self._always, *exchange.expect) if (p := _run_check(c, recorded))]
+        if problems:
+            label = exchange.note or f"fast exchange #{self._fast_used - 1}"
+            return self._fail(
+                recorded, 400, "invalid_request_error", f"{label}: " + "; ".join(problems)
+            )
+        return exchange.respond
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        body = await _body_of(request)
+        recorded = ScriptRequest(
+            index=len(self.count_requests), body=body, headers=dict(request.headers)
+        )
+        self.count_requests.append(recorded)
+        refused = self._refused(request, recorded)
+        if refused is not None:
+            return refused
+        if self.count_fails:  # asked for by the test: not a failure of the script
+            failure = {"type": "error", "error": {"type": "api_error", "message": "unavailable"}}
+            return web.json_response(failure, status=500, headers={"x-should-retry": "false"})
+        return web.json_response({"input_tokens": count_of(body)})
+
+    def _refused(self, request: web.Request, recorded: ScriptRequest) -> web.Response | None:
+        """The error for a request without the API key or the version header."""
         if _credential(request) != self.api_key:
             return self._fail(
                 recorded, 401, "authentication_error", "invalid x-api-key (or bearer token)"
             )
         if "anthropic-version" not in request.headers:
             return self._fail(recorded, 400, "invalid_request_error", "no anthropic-version")
+        return None
+
+    def _match(self, request: web.Request, recorded: ScriptRequest) -> Reply | web.Response:
+        """The scripted reply for this request, or the error answering a mismatch."""
+        refused = self._refused(request, recorded)
+        if refused is not None:
+            return refused
         if self._used >= len(self.script):
             return self._fail(
                 recorded,
@@ -523,6 +634,7 @@ class ScriptedAnthropic:
                 "used": self._used,
                 "failures": self.failures,
                 "requests": [r.body for r in self.requests],
+                "fast_requests": [r.body for r in self.fast_requests],
             }
         )
 

@@ -13,7 +13,9 @@ TRAFFIC = 'sum(rate(http_requests_total{service="checkout"}[5m]))'
 
 def runbook(alertname: str, action: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """A runbook for `alertname` that checks traffic, then proposes `action`; its check
-    passes at once (traffic > 0), so an executed action resolves the run."""
+    passes at once (traffic > 0), so it cannot show recovery: the bot drops it (the test
+    alerts have no expression to verify with instead) and an executed action ends the run
+    `needs_attention`, unverified."""
     return {
         "name": f"propose-{action.replace('.', '-')}",
         "match": {"alertname": alertname},

@@ -154,3 +154,22 @@ async def sandbox_patches(sandbox: RunningSandbox) -> int:
 
 
 Probe = Callable[[], Awaitable[Any]]
+
+
+def shown_texts(version: dict[str, Any]) -> list[str]:
+    """What a person reads in one version of a message (`Message.history` entries, or
+    `{"text": ..., "blocks": ...}`): its text and every text object in its blocks."""
+    found = [str(version.get("text", ""))]
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("text"), str):
+                found.append(value["text"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(version.get("blocks", []))
+    return found

@@ -6,7 +6,8 @@ otherwise), records every call, answers in Slack's shapes, keeps the messages it
 sent (updates apply in place, with their history), validates every message's blocks with
 `slack_sdk.models.blocks` as Slack would (`invalid_blocks`, `msg_too_long`), and can
 answer the next calls of a method with 429 and `Retry-After` (`rate_limit`) or with an
-error (`fail`).
+error (`fail`). Files come through Slack's external upload flow (`slack_files.py`);
+`files(thread_ts)` lists those uploaded into a thread, with their bytes.
 
 Socket Mode: `apps.connections.open` (with the app token) hands out a `ws://` URL on this
 server; `send_envelope(...)` sends an envelope to the connected client and
@@ -36,6 +37,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.signature import SignatureVerifier
 
 from tests.servers import free_port
+from tests.slack_files import File, SlackFiles
 
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-test-app-token"
@@ -129,6 +131,7 @@ class SlackServer:
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
         self._runner: web.AppRunner | None = None
+        self.uploads = SlackFiles(self.url)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> SlackServer:
@@ -137,6 +140,7 @@ class SlackServer:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/socket-mode", self._socket)
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -177,6 +181,10 @@ class SlackServer:
     def thread(self, ts: str) -> list[Message]:
         """The replies in the thread of message `ts`, in order."""
         return [m for m in self.messages.values() if m.thread_ts == ts and m.ts != ts]
+
+    def files(self, thread_ts: str) -> list[File]:
+        """The files uploaded into the thread of message `thread_ts`, with their bytes."""
+        return self.uploads.in_thread(thread_ts)
 
     def roots(self, channel: str | None = None) -> list[Message]:
         """Messages not in a thread (in `channel`)."""
@@ -255,6 +263,17 @@ class SlackServer:
                 ts = str(args.get("ts"))
                 thread = [m for m in self.messages.values() if m.ts == ts or m.thread_ts == ts]
                 return {"ok": True, "messages": [{"ts": m.ts, "text": m.text} for m in thread]}
+            case "chat.getPermalink":
+                found = self.messages.get(str(args.get("message_ts")))
+                if found is None or found.channel != args.get("channel"):
+                    return {"ok": False, "error": "message_not_found"}
+                message = found.ts.replace(".", "")
+                link = f"https://test.slack.com/archives/{found.channel}/p{message}"
+                return {"ok": True, "channel": found.channel, "permalink": link}
+            case "files.getUploadURLExternal":
+                return self.uploads.upload_url(args)
+            case "files.completeUploadExternal":
+                return self.uploads.complete(args)
             case "apps.connections.open":
                 return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket-mode"}
         return {"ok": False, "error": "unknown_method"}
@@ -298,6 +317,14 @@ class SlackServer:
         self.ephemeral.append(body)
         await self._record(Call(method="response_url", args=body, at=time.monotonic()))
         return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        status, body = self.uploads.receive(file_id, await request.read())
+        await self._record(
+            Call(method="upload", args={"file_id": file_id}, at=time.monotonic(), status=status)
+        )
+        return web.Response(status=status, text=body)
 
     async def _record(self, call: Call) -> None:
         self.calls.append(call)

@@ -38,7 +38,9 @@ async def test_alerts_that_joined_the_group_are_shown_to_the_model_once(redis_ur
         transcript = await h.deps.store.transcript(run.id)
 
     assert run.status is RunStatus.CONCLUDED
-    assert [s.author for s in transcript] == ["alert", "alert", "model", "tools", "model"]
+    # The briefing (the matching runbook) follows the news, before the first model turn.
+    authors = [s.author for s in transcript]
+    assert authors == ["alert", "alert", "briefing", "model", "tools", "model"]
 
 
 def _no_news(blocks: list[dict[str, object]]) -> str | None:

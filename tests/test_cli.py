@@ -33,6 +33,22 @@ async def test_demo_runs_offline_on_embedded_defaults_and_the_run_outlives_it(
     ):
         assert stage in out, f"{stage!r} missing from:\n{out}"
     assert f"State: embedded Valkey, data and AOF in {tmp_path / '.incident-bot' / 'valkey'}" in out
+    # The signal as a sparkline with the proposal (risen), and after the rollback (fallen).
+    lines = [line.split() for line in out.splitlines()]
+    [signal] = [words for words in lines if words[:1] == ["signal:"]]
+    [recovery] = [words for words in lines if words[:1] == ["recovery:"]]
+    assert signal[1][0] == "▁" and signal[1][-1] == "█" and "max 0.12, now 0.12" in " ".join(signal)
+    assert recovery[1][-1] in "▁▂▃" and "█" in recovery[1], recovery
+    # Each tool call is one readable line from the tool's own account, without JSON.
+    investigation = out.split("[investigating]")[1].split("[awaiting_approval]")[0]
+    calls = [
+        line.strip() for line in investigation.splitlines() if line.strip()[:2] in ("✓ ", "✗ ")
+    ]
+    assert len(calls) == 5, investigation
+    assert "✓ Queried the 5xx ratio of http_requests_total for shop/checkout: 0.12" in calls
+    logs = "error/timeout/panic lines of shop/checkout in 15 min: most frequent 'upstream timeout"
+    assert any(c.startswith("✓ Read ") and logs in c for c in calls), calls
+    assert '{"' not in investigation and "→" not in investigation, investigation
     run_id = out.split("Run ")[-1].split(":")[0]
 
     # A new process reads the finished run back from the embedded server's files.

@@ -108,7 +108,8 @@ async def test_kill_in_the_middle_of_an_investigation_then_resume(
         await claude.received(2)  # the tool results were checkpointed before this call
         (run,) = await store.list_runs()
         assert run.status is RunStatus.INVESTIGATING
-        assert [s.author for s in await store.transcript(run.id)] == ["alert", "model", "tools"]
+        authors = [s.author for s in await store.transcript(run.id)]
+        assert authors == ["alert", "briefing", "model", "tools"]
         triage.send_signal(signal.SIGKILL)
         assert await triage.wait() == -signal.SIGKILL
 
@@ -119,7 +120,7 @@ async def test_kill_in_the_middle_of_an_investigation_then_resume(
     assert finished.status is RunStatus.RESOLVED, finished.outcome
     assert finished.engine == "model"
     authors = [s.author for s in await store.transcript(run.id)]
-    assert authors == ["alert", "model", "tools", "model"]  # the tools ran once
+    assert authors == ["alert", "briefing", "model", "tools", "model"]  # the tools ran once
     assert len(claude.requests) == 3
     assert finished.proposal is not None
     record = await store.action_record(run.id, finished.proposal.id)

@@ -39,8 +39,10 @@ async def test_tool_results_and_the_alert_reach_the_model_fenced(redis_url: str)
         first, second = h.claude.requests
     system = " ".join(block["text"] for block in first.body["system"])
     assert RULES in system
-    (alert,) = [b for b in first.blocks(0) if b.get("type") == "text"]
+    alert, guidance = [b for b in first.blocks(0) if b.get("type") == "text"]
     assert alert["text"].startswith('<untrusted source="alert">\nAlert from alertmanager')
+    # The matching runbook is the operators' text: the team's guidance, not fenced.
+    assert guidance["text"].startswith("Team guidance: runbook `high-error-rate`")
     (result,) = second.tool_results().values()
     assert result["content"].startswith('<untrusted source="tool:prometheus_query">\n{')
     assert result["content"].endswith("\n</untrusted>")

@@ -79,6 +79,7 @@ def _obeying_silence() -> dict[str, Any]:
         action="alertmanager.silence",
         arguments={"matchers": matchers, "duration_seconds": 1800},
         target="operator-approved maintenance silence",
+        findings=[],  # none that a tool result grounds: the model would be asked again
     )
 
 

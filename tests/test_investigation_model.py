@@ -71,12 +71,17 @@ MODEL = "claude-sonnet-4-6"
 FINDINGS = [{"summary": "The 5xx ratio is 12%.", "evidence": "prometheus_query: 0.12"}]
 
 
-def conclude(id: str = "toolu_conclude", **kw: Any) -> Exchange:
-    """An exchange answering with a `conclude` call; `kw` are its `expect` and `note`."""
+def conclude(
+    id: str = "toolu_conclude", findings: Sequence[dict[str, str]] = (), **kw: Any
+) -> Exchange:
+    """An exchange answering with a `conclude` call; `kw` are its `expect` and `note`.
+
+    Findings must be grounded in the run's tool results (else the model is asked again):
+    `FINDINGS` quote the 5xx ratio, for runs that queried it.
+    """
     summary = "Nothing to roll back; the findings are for the on-call engineer."
-    return Exchange(
-        tool_use(call(id, "conclude", {"summary": summary, "findings": FINDINGS})), **kw
-    )
+    done = {"summary": summary, "findings": list(findings)}
+    return Exchange(tool_use(call(id, "conclude", done)), **kw)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,10 +165,11 @@ async def test_parallel_tool_calls_return_the_sandbox_data(redis_url: str) -> No
             ],
         ),
         conclude(
+            findings=FINDINGS,
             expect=[
                 tool_result("toolu_ratio", contains='"value":0.12'),
                 tool_result("toolu_history", contains="registry.example/checkout:v2.3.1"),
-            ]
+            ],
         ),
     ]
     async with harness(redis_url, script) as h:
@@ -325,13 +331,21 @@ async def test_usage_is_summed_on_the_run(redis_url: str) -> None:
         run = await h.investigate()
         assert run.status is RunStatus.CONCLUDED
         assert run.model_calls == 3
-        assert run.usage == Usage(
+        investigation = run.model_usage[MODEL]
+        assert investigation.calls == 3
+        assert investigation.usage == Usage(
             input_tokens=1750, output_tokens=230, cache_read_tokens=6400, cache_write_tokens=3400
         )
-        assert run.cost_dollars > 0
+        # The run's totals add the fast model's headline call to the investigation's.
+        [headline] = h.claude.fast_requests
+        fast = run.model_usage[headline.body["model"]]
+        assert fast.calls == 1
+        assert run.usage == investigation.usage.plus(fast.usage)
+        assert run.cost_dollars == pytest.approx(investigation.cost_dollars + fast.cost_dollars)
+        assert investigation.cost_dollars > fast.cost_dollars > 0
         stored = await h.deps.store.load(run.id)
         assert stored.usage == run.usage and stored.model_calls == 3
-        calls = await h.audit(run, "model_call")
+        calls = [e for e in await h.audit(run, "model_call") if e.data["model"] == MODEL]
         assert [e.data["usage"]["cache_read_tokens"] for e in calls] == [0, 3000, 3400]
 
 
@@ -381,7 +395,8 @@ async def test_invalid_proposal_gets_another_turn(redis_url: str, case: str) -> 
     script = [
         Exchange(tool_use(call("toolu_bad", "propose_remediation", proposal))),
         Exchange(
-            tool_use(call("toolu_good", "propose_remediation", propose_input())),
+            # No tool ran: a finding would not be grounded.
+            tool_use(call("toolu_good", "propose_remediation", propose_input(findings=[]))),
             expect=[tool_result("toolu_bad", is_error=True, contains=problem)],
         ),
     ]

@@ -163,7 +163,7 @@ async def test_a_run_driven_through_a_redis_restart_finishes_with_its_one_driver
     assert finished.engine == "model"
     assert len(claude.requests) == 2  # no second driver asked the model again
     authors = [s.author for s in await store.transcript(run.id)]
-    assert authors == ["alert", "model", "tools", "model"]
+    assert authors == ["alert", "briefing", "model", "tools", "model"]
     owners = {e.data["owner"] for e in await store.read_audit(run.id) if "owner" in e.data}
     assert owners == {driver}
     assert await store.lease_holder(run.id) is None
@@ -208,7 +208,7 @@ async def test_a_driver_whose_lease_expired_in_an_outage_stops_at_its_next_write
     # checkpoint after the tools: nothing is in the transcript twice.
     assert len(claude.requests) == 3
     authors = [s.author for s in await store.transcript(run.id)]
-    assert authors == ["alert", "model", "tools", "model"]
+    assert authors == ["alert", "briefing", "model", "tools", "model"]
     events = [e.event for e in await store.read_audit(run.id)]
     assert "drive_failed" not in events  # a lost lease is not a failed drive
     assert events.count("tool_call") == 1 and events.count("finished") == 1

@@ -41,7 +41,8 @@ async def test_the_models_claims_and_extra_arguments_change_nothing(
             note="claims authority",
         ),
         Exchange(
-            tool_use(call("toolu_propose", "propose_remediation", propose_input())),
+            # No tool ran, so no finding could be grounded: none is given.
+            tool_use(call("toolu_propose", "propose_remediation", propose_input(findings=[]))),
             expect=[tool_result("toolu_grab", is_error=True, contains="approvals")],
             note="proposes as allowed",
         ),

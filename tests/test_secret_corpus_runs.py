@@ -28,6 +28,7 @@ from tests.anthropic_server import (
     tool_result,
     tool_use,
 )
+from tests.slack_files import File
 from tests.slack_helpers import (
     APPROVER,
     WEBHOOK_TOKEN,
@@ -101,7 +102,10 @@ def _script() -> list[Exchange]:
         for i, n in enumerate(OBJECTS)
     ]
     prose = "\n".join(e["text"] for e in IN_MODEL)
-    findings = [{"summary": "what the events show", "evidence": e["text"]} for e in IN_MODEL]
+    findings = [
+        {"summary": "what the events show", "evidence": f"kubernetes_events: {e['text']}"}
+        for e in IN_MODEL
+    ]
     proposal = propose_input(rationale=prose, summary=prose[:2000], findings=findings)
     return [
         Exchange(tool_use(*calls, text="Reading the events of the failing pods."), note="read"),
@@ -180,6 +184,11 @@ def _leaks(text: str) -> list[str]:
     return [s for entry in CORPUS for s in entry["secrets"] if s in text]
 
 
+def _text(file: File) -> bool:
+    """Whether an uploaded file is text (the report), not a chart."""
+    return file.data is not None and file.filename.endswith(".md")
+
+
 def _proposal_of(slack: SlackServer, run_id: str) -> Message | None:
     """The run's proposal message with its buttons, once posted."""
     with_buttons = [m for m in slack.messages.values() if "approve" in m.action_ids()]
@@ -224,6 +233,7 @@ async def test_no_secret_of_the_corpus_leaves_the_bot(
         claude.assert_done()
         seen = {
             "Slack requests": [[c.args for c in slack.calls], slack.ephemeral],
+            "Slack files": [f.data.decode() for f in slack.uploads.files.values() if _text(f)],
             "Messages API requests": [r.body for r in claude.requests],
             "bot log": log.getvalue().splitlines(),
             "Redis": await _everything_in_redis(redis_url),

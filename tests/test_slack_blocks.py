@@ -82,7 +82,8 @@ def test_every_builder_stays_within_the_limits_with_huge_inputs() -> None:
     assert len(messages) == 4
     for message in messages:
         _valid(message)
-    _valid(blocks.progress_message([blocks.progress_line("logs_query", BIG, True)] * 40, done=True))
+    lines = [blocks.progress_line("✓", BIG)] * 40
+    _valid(blocks.progress_message(lines, done=True, run_id="run-1"))
     listed = [_huge_run(status) for status in RunStatus for _ in range(8)]
     _valid(run_list(listed, now=utcnow()))
     modal = blocks.reject_modal("run-1", "prop-1", BIG, {"channel": "C1"})

@@ -20,6 +20,7 @@ from tests.slack_helpers import (
     proposal_in,
     run_in,
     sandbox_patches,
+    shown_texts,
 )
 from tests.slack_server import SlackServer, view_submission
 from tools.sandbox import RunningSandbox
@@ -49,7 +50,18 @@ async def test_alert_to_thread_to_approval_to_resolved_in_another_worker(
     assert proposal in replies
     progress = next(m for m in replies if "Progress" in m.text)
     assert progress.history, "progress is one message edited in place"
-    assert "prometheus_query" in progress.all_text()
+    # Each tool call is one line a person reads, from the tool's own account; no JSON in
+    # any version of the message; the raw calls are one command away.
+    versions = [*progress.history, {"text": progress.text, "blocks": progress.blocks}]
+    for version in versions:
+        for text in shown_texts(version):
+            assert '{"' not in text and "→" not in text, text
+    [body, *_] = shown_texts(versions[-1])[1:]
+    lines = body.splitlines()
+    assert lines and all(line[:2] in ("✓ ", "✗ ") for line in lines), lines
+    assert "✓ Queried the 5xx ratio of http_requests_total for shop/checkout: 0.12" in lines
+    assert any(line.startswith("✓ Read 2 revisions of shop/checkout: latest 2") for line in lines)
+    assert f"`incident-bot runs report {run_id}`" in progress.all_text()
     assert any(m.text.startswith("Findings") for m in replies)
     text = proposal.all_text()
     for expected in ("kubernetes.rollback", "shop/checkout", "Dry run", "Risk", APPROVER):

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tools.describing import ago, failed, get, listed, objects, plural, quote, text, texts, total
 from tools.http_backend import BackendError, fetch, join_url
 from tools.toolset import Health, ToolContext, ToolResult, Toolset, tool
 
@@ -98,7 +99,27 @@ def _alert(alert: JsonObject) -> JsonObject:
     }
 
 
-@tool("alertmanager.alerts", narrow=NARROW)
+def _where(matchers: list[str]) -> str:
+    return f" matching {', '.join(matchers)}" if matchers else ""
+
+
+def describe_alerts(args: AlertsInput, result: ToolResult) -> str:
+    """`Listed 2 alerts in Alertmanager matching namespace="shop": HighErrorRate, ...`."""
+    which = _where(args.matchers)
+    if result.status == "error":
+        return failed(f"list the alerts in Alertmanager{which}", result)
+    if result.status == "no_data":
+        return f"No alerts in Alertmanager{which}"
+    found = objects(result.data)
+    names = [text(get(a, "labels", "alertname")) for a in found]
+    muted = sum(1 for a in found if a.get("silenced_by") or a.get("inhibited_by"))
+    count = plural(total(result, len(found)), "alert")
+    return f"Listed {count} in Alertmanager{which}: {listed(names)}" + (
+        f"; {muted} silenced or inhibited" if muted else ""
+    )
+
+
+@tool("alertmanager.alerts", narrow=NARROW, describe=describe_alerts)
 async def alerts(ctx: ToolContext, args: AlertsInput) -> ToolResult:
     """List the alerts Alertmanager holds now, from every source, with labels, annotations,
     state (active, suppressed), which silences or alerts mute them, and since when they fire.
@@ -136,7 +157,25 @@ class SilencesInput(BaseModel):
     )
 
 
-@tool("alertmanager.silences", narrow=NARROW)
+def describe_silences(args: SilencesInput, result: ToolResult) -> str:
+    """`Found 1 silence: alertname="X" by alice, 'capacity review', ends in 6 d`."""
+    which = f"{args.state or 'active or pending'} silences" + _where(args.matchers)
+    if result.status == "error":
+        return failed(f"list the {which}", result)
+    if result.status == "no_data":
+        return f"No {which}"
+    found = objects(result.data)
+    first = found[0] if found else {}
+    matched = listed(texts(first.get("matchers")), 2)
+    started = ago(first.get("starts_at"))
+    return (
+        f"Found {plural(total(result, len(found)), 'silence')}: {text(first.get('state'))} "
+        f"on {matched} by {text(first.get('created_by'))}, {quote(text(first.get('comment')), 50)}"
+        + (f", started {started}" if started else "")
+    )
+
+
+@tool("alertmanager.silences", narrow=NARROW, describe=describe_silences)
 async def silences(ctx: ToolContext, args: SilencesInput) -> ToolResult:
     """List Alertmanager's silences: id, matchers, state (active, pending, expired), who
     created it, the comment, and its start and end. Use it to check whether an alert is
@@ -189,7 +228,22 @@ class GroupsInput(BaseModel):
     )
 
 
-@tool("alertmanager.groups", narrow=NARROW)
+def describe_groups(args: GroupsInput, result: ToolResult) -> str:
+    """`Listed 2 alert groups (2 alerts) for receiver incident-bot: HighErrorRate, ...`."""
+    which = _where(args.matchers)
+    if result.status == "error":
+        return failed(f"list the alert groups{which}", result)
+    if result.status == "no_data":
+        return f"No alert groups{which}"
+    found = objects(result.data)
+    alerts = sum(a for g in found if isinstance(a := g.get("alerts"), int))
+    receivers = listed([text(g.get("receiver")) for g in found], 2)
+    names = [text(m.get("alertname")) for g in found for m in objects(g.get("members"))]
+    count = plural(total(result, len(found)), "alert group")
+    return f"Listed {count} ({plural(alerts, 'alert')}) for {receivers}: {listed(names)}"
+
+
+@tool("alertmanager.groups", narrow=NARROW, describe=describe_groups)
 async def groups(ctx: ToolContext, args: GroupsInput) -> ToolResult:
     """List Alertmanager's alert groups as it notifies them: the group's labels, its
     receiver, and the alerts in it (names, states, start times). Use it to see which alerts

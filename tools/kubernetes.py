@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from tools.describing import ago, failed, get, integer, listed, objects, plural, text, texts
 from tools.kube_client import (
     NOT_CONFIGURED,
     KubernetesError,
@@ -94,7 +95,27 @@ class GetDeploymentInput(BaseModel):
     name: str = name_field("The deployment's name.", "checkout")
 
 
-@tool("kubernetes.get_deployment", namespace="namespace")
+def short_image(image: str) -> str:
+    """An image without its registry and path: `checkout:v2.4.0`."""
+    return image.rsplit("/", 1)[-1]
+
+
+def describe_get_deployment(args: GetDeploymentInput, result: ToolResult) -> str:
+    """`Read deployment shop/checkout: revision 2 (checkout:v2.4.0), 3/3 ready, rollout
+    complete`."""
+    which = f"deployment {args.namespace}/{args.name}"
+    if result.status != "ok":
+        return failed(f"read {which}", result)
+    data = result.data
+    images = listed([short_image(text(c.get("image"))) for c in objects(get(data, "containers"))])
+    ready = f"{integer(get(data, 'replicas', 'ready'))}/{integer(get(data, 'replicas', 'desired'))}"
+    return (
+        f"Read {which}: revision {text(get(data, 'revision'))} ({images}), {ready} ready, "
+        f"rollout {text(get(data, 'rollout'))}"
+    )
+
+
+@tool("kubernetes.get_deployment", namespace="namespace", describe=describe_get_deployment)
 async def get_deployment(ctx: ToolContext, args: GetDeploymentInput) -> ToolResult:
     """Show a Kubernetes deployment: its current revision and images, replica counts
     (desired, ready, updated, available), whether the latest rollout is complete, its
@@ -120,7 +141,30 @@ class RolloutHistoryInput(BaseModel):
     deployment: str = name_field("The deployment's name.", "checkout")
 
 
-@tool("kubernetes.rollout_history", namespace="namespace")
+def describe_rollout_history(args: RolloutHistoryInput, result: ToolResult) -> str:
+    """`Read 2 revisions of shop/checkout: latest 2 (checkout:v2.4.0) 4 min ago`, and which
+    one runs when it is not the latest."""
+    which = f"{args.namespace}/{args.deployment}"
+    if result.status == "error":
+        return failed(f"read the rollout history of {which}", result)
+    if result.status == "no_data":
+        return f"No revisions of {which}: it owns no ReplicaSets"
+    revisions = objects(result.data)
+    if not revisions:
+        return f"Read the rollout history of {which}: no revisions"
+    latest = max(revisions, key=lambda r: integer(r.get("revision")))
+    images = listed([short_image(i) for i in texts(latest.get("images"))])
+    line = (
+        f"Read {plural(len(revisions), 'revision')} of {which}: latest "
+        f"{text(latest.get('revision'))} ({images}) {ago(latest.get('created'))}".rstrip()
+    )
+    running = next((r for r in revisions if r.get("current") is True), latest)
+    if running is not latest:
+        line += f"; running {text(running.get('revision'))}"
+    return line
+
+
+@tool("kubernetes.rollout_history", namespace="namespace", describe=describe_rollout_history)
 async def rollout_history(ctx: ToolContext, args: RolloutHistoryInput) -> ToolResult:
     """List the revisions of a Kubernetes deployment, newest first, like
     `kubectl rollout history`: revision number, images, change cause, when the revision's

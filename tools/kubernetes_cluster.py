@@ -8,6 +8,7 @@ from typing import Any, Literal
 from kubernetes_asyncio.client import CoreV1Api, VersionApi
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tools.describing import failed, integer, listed, objects, plural, quote, text, total
 from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
 from tools.kube_inputs import NAME, Namespace, optional_name
 from tools.toolset import Health, ToolContext, ToolResult, tool
@@ -56,7 +57,37 @@ def describe_event(event: Any) -> JsonObject:
     }
 
 
-@tool("kubernetes.events", namespace="namespace", narrow="kind and name, warnings_only=true")
+def describe_events(args: EventsInput, result: ToolResult) -> str:
+    """`Read 8 events of shop: 6 warnings (21 Unhealthy, 6 BackOff); latest: 'Readiness
+    probe failed: ...'`."""
+    which = args.namespace + (f" about {args.kind or 'object'} {args.name}" if args.name else "")
+    kind = "warning events" if args.warnings_only else "events"
+    if result.status == "error":
+        return failed(f"read the {kind} of {which}", result)
+    if result.status == "no_data":
+        return f"No {kind} in {which}"
+    found = objects(result.data)
+    warnings = [e for e in found if e.get("type") == "Warning"]
+    counts: dict[str, int] = {}
+    for event in warnings:
+        reason = text(event.get("reason"))
+        counts[reason] = counts.get(reason, 0) + max(1, integer(event.get("count")))
+    line = f"Read {plural(total(result, len(found)), 'event')} of {which}: "
+    if warnings:
+        top = sorted(counts.items(), key=lambda kv: -kv[1])
+        line += f"{plural(len(warnings), 'warning')} ({listed([f'{n} {r}' for r, n in top])})"
+    else:
+        line += "no warnings"
+    latest = (warnings or found)[0] if found else {}
+    return line + f"; latest {text(latest.get('reason'))}: {quote(text(latest.get('message')))}"
+
+
+@tool(
+    "kubernetes.events",
+    namespace="namespace",
+    narrow="kind and name, warnings_only=true",
+    describe=describe_events,
+)
 async def events(ctx: ToolContext, args: EventsInput) -> ToolResult:
     """List the Kubernetes events of a namespace, or of one object in it, newest first:
     when, Normal or Warning, the reason (ScalingReplicaSet, BackOff, Unhealthy, OOMKilling,
@@ -132,7 +163,33 @@ def _in_trouble(node: JsonObject) -> bool:
     return not node["ready"] or bool(node["pressure"]) or bool(node["unschedulable"])
 
 
-@tool("kubernetes.nodes", narrow="a node name, or problems_only=true")
+def _trouble_of(node: JsonObject) -> str:
+    """`node-b not Ready, MemoryPressure, cordoned`; '' for a healthy node."""
+    problems = [] if node.get("ready") is True else ["not Ready"]
+    pressure = node.get("pressure")
+    problems += [text(p).split(":", 1)[0] for p in pressure] if isinstance(pressure, list) else []
+    problems += ["cordoned"] if node.get("unschedulable") is True else []
+    return f"{text(node.get('node'))} {', '.join(problems)}" if problems else ""
+
+
+def describe_nodes(args: NodesInput, result: ToolResult) -> str:
+    """`Checked 3 nodes: all Ready` or `Checked 3 nodes: node-b not Ready, MemoryPressure`."""
+    which = f"node {args.name}" if args.name else "the nodes"
+    if result.status == "error":
+        return failed(f"check {which}", result)
+    if result.status == "no_data":
+        if args.problems_only:
+            return "No node is in trouble"
+        return f"No node {args.name}" if args.name else "No nodes in the cluster"
+    found = objects(result.data)
+    troubles = [t for t in (_trouble_of(n) for n in found) if t]
+    checked = f"Checked {plural(len(found), 'node')}"
+    if not troubles:
+        return f"{checked}: all Ready"
+    return f"{checked}: {len(troubles)} in trouble: {'; '.join(troubles)}"
+
+
+@tool("kubernetes.nodes", narrow="a node name, or problems_only=true", describe=describe_nodes)
 async def nodes(ctx: ToolContext, args: NodesInput) -> ToolResult:
     """List the cluster's nodes with readiness, pressure conditions (MemoryPressure,
     DiskPressure, PIDPressure, NetworkUnavailable, with the kubelet's message), whether

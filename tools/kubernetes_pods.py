@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from kubernetes_asyncio.client import CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tools.describing import (
+    failed,
+    frequent,
+    get,
+    integer,
+    log_gist,
+    objects,
+    plural,
+    quote,
+    text,
+    texts,
+    total,
+)
 from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
 from tools.kube_inputs import Namespace, name_field, optional_name
 from tools.toolset import ToolContext, ToolResult, tool
@@ -100,7 +114,53 @@ def _trouble(pod: JsonObject) -> tuple[int, int]:
     return (0 if ready == total else 1, restarts if isinstance(restarts, int) else 0)
 
 
-@tool("kubernetes.pods", namespace="namespace", narrow=PODS_NARROW)
+def _pods_of(args: PodsInput) -> str:
+    """`shop/checkout` for `app=checkout`, else `shop (tier=web,env=prod)` or `shop`."""
+    selector = args.label_selector or ""
+    key, _, value = selector.partition("=")
+    if key in ("app", "app.kubernetes.io/name", "name", "service") and value.isidentifier():
+        return f"{args.namespace}/{value}"
+    return args.namespace + (f" ({selector})" if selector else "")
+
+
+def _condition(pod: JsonObject) -> str:
+    """What a pod is doing in one word: a waiting reason (CrashLoopBackOff), else `not
+    ready`, else its phase."""
+    for container in objects(pod.get("containers")):
+        state = text(container.get("state"))
+        if state.startswith("waiting ("):
+            return state[len("waiting (") :].split(")", 1)[0]
+    ready, _, of = text(pod.get("ready")).partition("/")
+    if ready != of:
+        return "not ready"
+    return text(pod.get("phase")) or "unknown"
+
+
+def describe_pods(args: PodsInput, result: ToolResult) -> str:
+    """`Listed 3 pods of shop/checkout: 2 CrashLoopBackOff, 1 Running; 12 restarts; last
+    exit Error: 'panic: ...'`."""
+    which = _pods_of(args)
+    if result.status == "error":
+        return failed(f"list the pods of {which}", result)
+    if result.status == "no_data":
+        return f"No pods of {which}"
+    found = objects(result.data)
+    states = Counter(_condition(p) for p in found)
+    line = f"Listed {plural(total(result, len(found)), 'pod')} of {which}: " + ", ".join(
+        f"{n} {state}" for state, n in states.most_common()
+    )
+    restarts = sum(integer(p.get("restarts")) for p in found)
+    if restarts:
+        line += f"; {plural(restarts, 'restart')}"
+    ended = [c.get("last_termination") for p in found for c in objects(p.get("containers"))]
+    last = next((e for e in ended if isinstance(e, dict)), None)
+    if last is not None:
+        line += f"; last exit {text(last.get('reason'))}"
+        line += f": {quote(text(last.get('message')))}" if last.get("message") else ""
+    return line
+
+
+@tool("kubernetes.pods", namespace="namespace", narrow=PODS_NARROW, describe=describe_pods)
 async def pods(ctx: ToolContext, args: PodsInput) -> ToolResult:
     """List the pods of a namespace (optionally by label selector) with their phase,
     readiness (ready/total containers), restart count, node, owner, and per container its
@@ -177,7 +237,34 @@ async def _read_log(core: CoreV1Api, args: PodLogsInput) -> str:
     return data.decode(errors="replace")
 
 
-@tool("kubernetes.pod_logs", namespace="namespace", narrow=LOGS_NARROW, keep_last=True)
+def describe_pod_logs(args: PodLogsInput, result: ToolResult) -> str:
+    """`Read 50 log lines of checkout-abc: most frequent 'upstream timeout' (40)`; of a
+    crashed container, the line it ended with."""
+    which = ("the previous container of " if args.previous else "") + f"pod {args.pod}"
+    if args.container:
+        which += f" ({args.container})"
+    kind = f"{quote(args.contains, 30)} " if args.contains else "log "
+    if result.status == "error":
+        return failed(f"read the {kind}lines of {which}", result)
+    if result.status == "no_data":
+        return f"No {kind}lines in {which}"
+    read = texts(get(result.data, "lines"))
+    head = f"Read {plural(len(read), kind + 'line')} of {which}"
+    if not read:
+        return head
+    if args.previous:
+        return f"{head}: it ended with {quote(log_gist(read[-1]))}"
+    gist, count = frequent(read)
+    return f"{head}: most frequent {quote(gist)} ({count})"
+
+
+@tool(
+    "kubernetes.pod_logs",
+    namespace="namespace",
+    narrow=LOGS_NARROW,
+    keep_last=True,
+    describe=describe_pod_logs,
+)
 async def pod_logs(ctx: ToolContext, args: PodLogsInput) -> ToolResult:
     """Read the last lines of a container's log (at most 500, each cut to 500 characters),
     optionally only the last N minutes, only lines containing a text, or the previous

@@ -17,6 +17,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from tools.describing import (
+    equal_labels,
+    failed,
+    get,
+    integer,
+    line_filter,
+    log_gist,
+    minutes,
+    objects,
+    place,
+    plural,
+    quote,
+    range_gist,
+    text,
+)
 from tools.http_backend import BackendError, fetch, join_url
 from tools.prometheus import choose_step, summarize_series
 from tools.prometheus_http import Series
@@ -134,7 +149,30 @@ async def _query(ctx: ToolContext, args: LogsInput) -> _Data:
         raise BackendError(f"Loki answered with something else: {answer.text[:200]!r}") from None
 
 
-@tool("logs.query", narrow=NARROW)
+def describe_query(args: LogsInput, result: ToolResult) -> str:
+    """`Read 219 error lines of shop/checkout in 15 min: most frequent 'upstream timeout
+    (upstream=payments.shop:8443)' (180)`; a metric query like `prometheus.query_range`."""
+    where = place(equal_labels(args.query)) or "the selected streams"
+    word = line_filter(args.query)
+    kind = f"{word} lines" if word else "log lines"
+    window = minutes(args.minutes)
+    if result.status == "error":
+        return failed(f"search the {kind} of {where}", result)
+    if result.status == "no_data":
+        return f"No {kind} of {where} in the last {window}"
+    if isinstance(result.data, list):
+        series = objects(result.data)
+        return f"Counted the {kind} of {where} over {window}: {range_gist(series, len(series))}"
+    matched = integer(get(result.data, "lines_matched"))
+    count = f"at least {matched:,} {kind}" if result.note else plural(matched, kind[:-1])
+    [top, *_] = objects(get(result.data, "most_frequent")) or [{}]
+    gist = quote(log_gist(text(top.get("example"))))
+    return (
+        f"Read {count} of {where} in {window}: most frequent {gist} ({integer(top.get('count'))})"
+    )
+
+
+@tool("logs.query", narrow=NARROW, describe=describe_query)
 async def query(ctx: ToolContext, args: LogsInput) -> ToolResult:
     """Search logs in Loki with LogQL over the last `minutes` (default 30). Returns how many
     lines matched (up to `limit`), the most frequent lines (numbers and ids masked, with a

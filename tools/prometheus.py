@@ -14,6 +14,15 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tools.describing import (
+    failed,
+    instant_gist,
+    minutes,
+    objects,
+    promql_subject,
+    range_gist,
+    total,
+)
 from tools.prometheus_catalog import (
     PROMETHEUS_NARROW,
     alerting_rules,
@@ -145,7 +154,20 @@ class QueryInput(BaseModel):
     )
 
 
-@tool("prometheus.query", narrow=PROMETHEUS_NARROW)
+def describe_query(args: QueryInput, result: ToolResult) -> str:
+    """`Queried the ratio of http_requests_total (code=~5..) for shop/checkout: 0.12`."""
+    subject = promql_subject(args.query)
+    if args.time is not None:
+        subject += f" at {args.time.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    if result.status == "error":
+        return failed(f"query {subject}", result)
+    if result.status == "no_data":
+        return f"No data for {subject}"
+    series = objects(result.data)
+    return f"Queried {subject}: {instant_gist(series, total(result, len(series)))}"
+
+
+@tool("prometheus.query", narrow=PROMETHEUS_NARROW, describe=describe_query)
 async def query(ctx: ToolContext, args: QueryInput) -> ToolResult:
     """Evaluate a PromQL expression at one instant (now unless `time` is given).
 
@@ -198,7 +220,19 @@ def choose_step(window_seconds: int) -> int:
     return next((s for s in _NICE_STEPS if s >= wanted), math.ceil(wanted))
 
 
-@tool("prometheus.query_range", narrow=PROMETHEUS_NARROW)
+def describe_query_range(args: QueryRangeInput, result: ToolResult) -> str:
+    """`Read 30 min of ... for shop/checkout: rising from 0.002 to 0.12; biggest jump ...`."""
+    subject = promql_subject(args.query)
+    if result.status == "error":
+        return failed(f"read {minutes(args.minutes)} of {subject}", result)
+    if result.status == "no_data":
+        return f"No data for {subject} in the last {minutes(args.minutes)}"
+    series = objects(result.data.get("series") if isinstance(result.data, dict) else None)
+    gist = range_gist(series, total(result, len(series)))
+    return f"Read {minutes(args.minutes)} of {subject}: {gist}"
+
+
+@tool("prometheus.query_range", narrow=PROMETHEUS_NARROW, describe=describe_query_range)
 async def query_range(ctx: ToolContext, args: QueryRangeInput) -> ToolResult:
     """Evaluate a PromQL expression over the last `minutes` (default 30) and summarise it.
 

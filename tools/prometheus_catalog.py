@@ -9,6 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from tools.patterns import MAX_PATTERN_CHARS, BoundedPattern, PatternError, compile_pattern
+from tools.prometheus_catalog_descriptions import (
+    describe_alerts,
+    describe_label_values,
+    describe_metadata,
+    describe_rules,
+    describe_series,
+)
 from tools.prometheus_http import PrometheusError, prometheus_api
 from tools.toolset import Health, ToolContext, ToolResult, tool
 
@@ -71,7 +78,7 @@ class AlertsInput(BaseModel):
     )
 
 
-@tool("prometheus.alerts", narrow=PROMETHEUS_NARROW)
+@tool("prometheus.alerts", narrow=PROMETHEUS_NARROW, describe=describe_alerts)
 async def alerts(ctx: ToolContext, args: AlertsInput) -> ToolResult:
     """List the alerts Prometheus's rules produce right now (firing and pending), with
     their labels, annotations, state, since when (active_at) and the value that triggered
@@ -131,7 +138,7 @@ class RulesInput(BaseModel):
     )
 
 
-@tool("prometheus.alerting_rules", narrow=PROMETHEUS_NARROW)
+@tool("prometheus.alerting_rules", narrow=PROMETHEUS_NARROW, describe=describe_rules)
 async def alerting_rules(ctx: ToolContext, args: RulesInput) -> ToolResult:
     """List Prometheus's alerting rules: name, PromQL expression, `for` duration (seconds),
     labels, state (inactive, pending, firing), health and the last evaluation error.
@@ -194,7 +201,7 @@ class LabelValuesInput(BaseModel):
     )
 
 
-@tool("prometheus.label_values", narrow=PROMETHEUS_NARROW)
+@tool("prometheus.label_values", narrow=PROMETHEUS_NARROW, describe=describe_label_values)
 async def label_values(ctx: ToolContext, args: LabelValuesInput) -> ToolResult:
     """List the values a label takes, e.g. which services, pods or status codes exist.
     Use it before writing a query, to spell label values right.
@@ -230,7 +237,7 @@ class SeriesInput(BaseModel):
     )
 
 
-@tool("prometheus.series", narrow=PROMETHEUS_NARROW)
+@tool("prometheus.series", narrow=PROMETHEUS_NARROW, describe=describe_series)
 async def series_of(ctx: ToolContext, args: SeriesInput) -> ToolResult:
     """List the series (label sets) a selector matches, without their values. Use it to
     find which metrics and label combinations exist for a service or pod.
@@ -262,7 +269,7 @@ class MetadataInput(BaseModel):
     limit: int = Field(default=50, ge=1, le=MAX_ITEMS, description="Metrics to list at most.")
 
 
-@tool("prometheus.metadata", narrow=PROMETHEUS_NARROW)
+@tool("prometheus.metadata", narrow=PROMETHEUS_NARROW, describe=describe_metadata)
 async def metadata(ctx: ToolContext, args: MetadataInput) -> ToolResult:
     """Show a metric's type (counter, gauge, histogram, summary), help text and unit, as
     its exporters declare them. Use it to know whether to apply rate() and what a value

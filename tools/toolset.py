@@ -8,6 +8,7 @@ refuse a call outside the run's scope before anything is sent.
 
 A result is rendered to at most the tool's budget: the longest list in it is shortened
 (the JSON stays valid) and a `truncated` note says what was cut and how to narrow the query.
+For people, a tool describes each call in one line (`Tool.describe`), never in JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, TypeVar, get_type_hints
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
@@ -26,6 +27,7 @@ from tools.http_backend import NO_AUTH, HttpAuth
 # About 4k tokens at ~4 characters a token.
 DEFAULT_BUDGET_CHARS = 16_000
 DEFAULT_NARROW = "fewer series, a shorter window, a label filter"
+SUMMARY_CHARS = 160
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +141,9 @@ def _as_dict(data: JsonValue) -> dict[str, JsonValue]:
 
 
 ToolFunction = Callable[[ToolContext, Any], Awaitable[ToolResult]]
+# A tool's account of one call for people: `(args, result) -> "Queried ...: 0.12"`.
+Describer = Callable[[Any, ToolResult], str]
+InputT = TypeVar("InputT", bound=BaseModel)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +159,7 @@ class Tool:
     budget_chars: int = DEFAULT_BUDGET_CHARS
     narrow: str = DEFAULT_NARROW
     keep_last: bool = False  # when cut, keep a list's last items (logs: the newest lines)
+    describer: Describer | None = None
 
     @property
     def toolset(self) -> str:
@@ -193,6 +199,39 @@ class Tool:
         """A result of this tool as the model reads it, within the tool's budget."""
         return result.render(self.budget_chars, narrow=self.narrow, keep_last=self.keep_last)
 
+    def describe(self, args: BaseModel, result: ToolResult) -> str:
+        """The call in one line a person reads, with its key figure and no JSON; the
+        default line (the tool in words and how it went) for a tool without a describer."""
+        if self.describer is None:
+            return describe_default(self.name, result)
+        return one_line(self.describer(args, result))
+
+
+def one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """`text` as one line of at most `limit` characters, cut before any JSON object."""
+    flat = " ".join(text.split())
+    if '{"' in flat:
+        flat = flat.split('{"', 1)[0].rstrip(" :") + " …"
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def describe_default(name: str, result: ToolResult) -> str:
+    """The line for a call no describer speaks for (an unknown tool, a refused call, a
+    step recorded before tools described their calls): the tool in words, how it went."""
+    words = name.replace(".", " ").replace("_", " ")
+    if result.status == "error":
+        return one_line(f"Could not run {words}: {result.error or 'it failed'}")
+    if result.status == "no_data":
+        return one_line(f"{words.capitalize()} found nothing: {result.note or 'no data'}")
+    data = result.data
+    if isinstance(data, list):
+        got = f"{len(data)} {'result' if len(data) == 1 else 'results'}"
+    elif isinstance(data, str | int | float):
+        got = str(data)
+    else:
+        got = "done"
+    return one_line(f"Ran {words}: {got}")
+
 
 def describe_validation_error(exc: ValidationError) -> str:
     """A validation error as one line that names each bad field: `a.b: message; ...`."""
@@ -212,14 +251,16 @@ def tool(
     budget_chars: int = DEFAULT_BUDGET_CHARS,
     narrow: str = DEFAULT_NARROW,
     keep_last: bool = False,
-) -> Callable[[ToolFunction], Tool]:
+    describe: Callable[[InputT, ToolResult], str] | None = None,
+) -> Callable[[Callable[[ToolContext, InputT], Awaitable[ToolResult]]], Tool]:
     """Make a `Tool` from an async function `(ctx, args: SomeInput) -> ToolResult`.
 
     `namespace` names the input field holding the Kubernetes namespace the call reads;
-    `narrow` tells the model how to ask for less when a result is cut to `budget_chars`.
+    `narrow` tells the model how to ask for less when a result is cut to `budget_chars`;
+    `describe(args, result)` words a call for people (the progress views, the report).
     """
 
-    def wrap(function: ToolFunction) -> Tool:
+    def wrap(function: Callable[[ToolContext, InputT], Awaitable[ToolResult]]) -> Tool:
         params = list(inspect.signature(function).parameters)
         input_model = get_type_hints(function)[params[1]]
         description = inspect.cleandoc(function.__doc__ or "")
@@ -236,6 +277,7 @@ def tool(
             budget_chars=budget_chars,
             narrow=narrow,
             keep_last=keep_last,
+            describer=describe,
         )
 
     return wrap

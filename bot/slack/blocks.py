@@ -172,7 +172,7 @@ def root_message(run: Run) -> SlackMessage:
     if "alertname" in labels:
         fields.append(("Alert", escape(labels["alertname"])))
     blocks: list[Block] = [_header(f"{STATUS[run.status][0]} {run.alert.title}"), _fields(fields)]
-    about = run.summary or run.alert.annotations.get("summary") or ""
+    about = run.headline or run.summary or run.alert.annotations.get("summary") or ""
     if about:
         blocks.append(section(escape(about)))
     if run.outcome and run.status.terminal:
@@ -182,28 +182,31 @@ def root_message(run: Run) -> SlackMessage:
     return SlackMessage(f"{STATUS[run.status][1]}: {run.alert.title}", tuple(blocks))
 
 
-def progress_message(lines: Sequence[str], *, done: bool) -> SlackMessage:
-    """The investigation's progress: one message, edited in place."""
+def progress_message(lines: Sequence[str], *, done: bool, run_id: str) -> SlackMessage:
+    """The investigation's progress: one message, edited in place, one line per tool
+    call; where to see every call with its arguments is one command away."""
     body = "\n".join(lines) or "Starting…"
     if len(body) > SECTION_CHARS:  # keep the newest lines
         body = "…\n" + body[-(SECTION_CHARS - 10) :].split("\n", 1)[-1]
     state = "Investigation finished." if done else "Investigating… (this message is updated)"
+    raw = f"Every call with its arguments: `incident-bot runs report {escape(run_id)}`"
     return SlackMessage(
         f"Progress: {lines[-1] if lines else 'starting'}",
-        (section(body), _context(state)),
+        (section(body), _context(state, raw)),
     )
 
 
-def progress_line(name: str, detail: str, ok: bool | None) -> str:
-    """One progress line: a tool call (`→`) or its result (`✓`/`✗`)."""
-    mark = "→" if ok is None else ("✓" if ok else "✗")
-    return cut(f"{mark} `{escape(name)}` {escape(' '.join(detail.split()))}", 300)
+def progress_line(mark: str, line: str) -> str:
+    """One finished tool call as people read it: `✓ Queried …: 0.12`."""
+    return cut(f"{mark} {escape(' '.join(line.split()))}", 300)
 
 
 def _finding(index: int, finding: Finding, evidence_chars: int) -> SectionBlock:
     text = f"*{index}. {escape(finding.summary)}*"
+    if finding.unverified:
+        text = cut(text, 600) + f"\n⚠ unverified: {escape(cut(finding.unverified, 300))}"
     if finding.evidence:
-        text = cut(text, 600) + "\n" + code(finding.evidence, evidence_chars)
+        text = cut(text, 900) + "\n" + code(finding.evidence, evidence_chars)
     return section(text)
 
 
@@ -284,6 +287,8 @@ def proposal_message(
     blocks.append(section(f"*Expected effect*\n{escape(p.expected_effect)}"))
     if p.verify is not None:
         blocks.append(section(f"*Verified by*\n{escape(p.verify.describe())}"))
+    if p.verify_note:
+        blocks.append(_context(f"⚠ {escape(cut(p.verify_note, 600))}"))
     blocks.append(_context(gate.note))
     if decisions:
         blocks.append(_context(*(decision_line(d) for d in decisions[-10:])))

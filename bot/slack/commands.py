@@ -249,6 +249,7 @@ class Commands:
                 metrics=self._deps.metrics,
                 owner=owner,
                 listener=self._threads.on_checkpoint,
+                memory=self._deps.memory,
             )
             await checkpoints.write(
                 run.model_copy(

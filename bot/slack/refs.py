@@ -8,6 +8,7 @@ by button handlers on any replica, so their references live beside the run, not 
     root_ts      the run's status message, updated in place as the run moves
     <name>.ts    other messages (`progress`, `proposal:<id>`, `final`, ...)
     <name>.claim who is posting it now, and since when
+    file:<name>.ts  a file uploaded into the thread (`uploads.py`): its Slack file id
     escalated    who paged the run's escalation target, and when (set once, `mark`)
 
 A message is posted by whoever claims its name first (`HSETNX`-like, in a script), so

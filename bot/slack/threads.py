@@ -11,7 +11,6 @@ claims it first in Redis (`refs.py`), so a run never gets two of anything.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 
@@ -22,12 +21,16 @@ from bot.approvals import assess
 from bot.dedup import Admission
 from bot.deps import Deps
 from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
+from bot.progress import mark, tool_line
 from bot.remediation import dry_run
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers, gate
+from bot.slack.charts import ThreadCharts
 from bot.slack.escalation import Pager
 from bot.slack.pacing import ChannelPacer, Coalescer
 from bot.slack.refs import MessageRefs
+from bot.slack.report_file import post_report
+from bot.slack.similar import SimilarNote
 from policies.routing import channel_for
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class SlackThreads:
         self._progress = Coalescer(interval)
         self._tool_names: dict[str, str] = {}
         self._notes: set[asyncio.Task[None]] = set()
+        self._similar = SimilarNote(deps, client, refs, self._pacer)
+        self._charts = ThreadCharts(deps, client, refs)
 
     async def on_checkpoint(self, run: Run, steps: Sequence[Step]) -> None:
         """Bring the run's Slack messages up to date; a Slack failure never stops the run."""
@@ -61,6 +66,7 @@ class SlackThreads:
         """Write pending progress edits and notes."""
         await self._progress.close()
         await asyncio.gather(*self._notes, return_exceptions=True)
+        await self._charts.close()
 
     def on_admitted(self, admission: Admission) -> None:
         """An alert delivery reached a run: note in its thread that its alerts resolved."""
@@ -96,6 +102,7 @@ class SlackThreads:
         thread = await self._root(run, refs, channel)
         if thread is None:
             return  # another replica is posting the root message right now
+        await self._similar.show(run, channel, thread, refs)
         lines = self._progress_lines(steps)
         if lines or run.status not in _EARLY:
             await self._show_progress(run, channel, thread, lines)
@@ -108,6 +115,7 @@ class SlackThreads:
             if run.proposal is None:
                 await self._post_once(run, "findings", channel, thread, self._findings(run))
             await self._post_outcome(run, channel, thread)
+        self._charts.request(run, channel, thread, refs)
 
     async def post_missing(self, run: Run) -> list[str]:
         """Post the run's root, proposal and (once it ended) closing messages if they were
@@ -160,10 +168,9 @@ class SlackThreads:
             for part in step.content:
                 if isinstance(part, ToolCallPart):
                     self._tool_names[part.id] = part.name
-                    lines.append(blocks.progress_line(part.name, json.dumps(part.input), None))
                 elif isinstance(part, ToolResultPart):
-                    name = self._tool_names.get(part.tool_use_id, "result")
-                    lines.append(blocks.progress_line(name, _gist(part.content), not part.is_error))
+                    line = tool_line(part, self._tool_names.get(part.tool_use_id))
+                    lines.append(blocks.progress_line(mark(part), line))
         return lines
 
     async def _show_progress(self, run: Run, channel: str, thread: str, lines: list[str]) -> None:
@@ -174,7 +181,7 @@ class SlackThreads:
             shown = await self._refs.add_progress(run.id, [], PROGRESS_LINES)
             if not shown:
                 return
-            message = blocks.progress_message(shown, done=done)
+            message = blocks.progress_message(shown, done=done, run_id=run.id)
             await self._post_or_update(run.id, "progress", channel, thread, message)
 
         if done and "progress.done" in await self._refs.load(run.id):
@@ -202,6 +209,10 @@ class SlackThreads:
             await self._refs.release(run.id, "final")
             raise
         await self._refs.posted(run.id, "final", ts)
+        # The report follows in the background: it never holds up the run's checkpoint.
+        task = asyncio.create_task(post_report(self._deps, self._refs, self._client, run))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
 
     async def _show_proposal(self, run: Run, channel: str, thread: str) -> None:
         assert run.proposal is not None  # noqa: S101 - checked by the caller
@@ -297,18 +308,3 @@ class SlackThreads:
             if exc.response.get("error") != "message_not_found":
                 raise
             log.warning("slack: message %s in %s is gone; not updating it", ts, channel)
-
-
-def _gist(content: str) -> str:
-    """A tool result in a few words: its error, or the start of its data."""
-    try:
-        parsed = json.loads(content)
-    except json.JSONDecodeError:
-        return content[:200]
-    if not isinstance(parsed, dict):
-        return content[:200]
-    if parsed.get("status") == "error":
-        return f"error: {parsed.get('error')}"[:200]
-    if parsed.get("status") == "no_data":
-        return f"no data {parsed.get('note') or ''}"[:200]
-    return json.dumps(parsed.get("data"))[:200]

@@ -26,6 +26,7 @@ over the last 30 minutes always shows the same story:
         stuck: false            # true: revision 2's rollout exceeded its progress deadline
     signals:                    # the first signal whose every `match` regex is found in a
                                 # PromQL query answers it with one series; no match: empty
+                                # (a trailing `> 0.05` keeps the series only when true)
       - match: ['http_requests_total', 'code=~"5']
         labels: {namespace: shop, service: checkout}
         follows: shop/checkout  # the value depends on the image this deployment runs
@@ -76,6 +77,8 @@ from tools.sandbox.scenario_parts import (
 JsonDict = dict[str, Any]
 
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# A query ending in a comparison with a number (an alert's expression: `… > 0.05`).
+_COMPARISON = re.compile(r"(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 HASH_LABEL = "pod-template-hash"
 
 
@@ -360,7 +363,9 @@ class World:
         for signal in self.scenario.signals:
             if signal.matches(query):
                 value = self.signal_value(signal, at)
-                return None if value is None else (signal.labels, value)
+                if value is None or not compares(query, value):
+                    return None
+                return signal.labels, value
         return None
 
     def signal_value(self, signal: Signal, at: float) -> float | None:
@@ -419,3 +424,21 @@ class World:
 
 
 WORLD = web.AppKey("world", World)
+
+
+def compares(query: str, value: float) -> bool:
+    """Whether a series of `value` survives the query's trailing comparison, as in
+    Prometheus (`… > 0.05` returns only the series above 0.05); True without one."""
+    found = _COMPARISON.search(query)
+    if found is None:
+        return True
+    op, threshold = found.group(1), float(found.group(2))
+    results = {
+        ">": value > threshold,
+        "<": value < threshold,
+        ">=": value >= threshold,
+        "<=": value <= threshold,
+        "==": value == threshold,
+        "!=": value != threshold,
+    }
+    return results[op]
