@@ -4,7 +4,7 @@ Steps are compared in order: who wrote each (role and author), each tool call (n
 and canonical arguments), each tool result (its text, as a rendered result), and the
 text of steps the bot writes itself (planner, system); a model step's text is the
 record's by construction. Then the turn that ended the investigation (a proposal's
-action and arguments, or a conclusion) and the status it ended in.
+action, arguments and verification check, or a conclusion) and the status it ended in.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.models import Step, TextPart, ToolCallPart, ToolResultPart
+from bot.models import Proposal, Step, TextPart, ToolCallPart, ToolResultPart
 from bot.recorded import ended_status, recorded_result
 from bot.replay import Replayed
 from tools.toolset import compact_json
 
-Kind = Literal["step", "tool_call", "arguments", "result", "text", "record_ends", "turn", "status"]
+Kind = Literal[
+    "step", "tool_call", "arguments", "result", "text", "record_ends", "turn", "verify", "status"
+]
 
 _SHOWN_CHARS = 160
 
@@ -91,6 +93,8 @@ def compare(replayed: Replayed) -> Comparison:
         today_end = {"action": run.proposal.action, "arguments": run.proposal.arguments}
     if divergence is None:
         divergence = _turn_divergence(record.end.event, record.end.data, today_event, today_end)
+    if divergence is None and record.end.event == "proposal":
+        divergence = _verify_divergence(record.run.proposal, run.proposal)
     if divergence is None and ended_status(record) is not run.status:
         divergence = Divergence(
             kind="status",
@@ -243,6 +247,23 @@ def _turn_divergence(
             f"{compact_json(data['arguments'])}; today's code {compact_json(today['arguments'])}",
         )
     return None
+
+
+def _verify_divergence(recorded: Proposal | None, today: Proposal | None) -> Divergence | None:
+    """A different verification check (or note on it) for the same proposal."""
+    if recorded is None or today is None:
+        return None
+    was = recorded.verify.describe() if recorded.verify else "no check"
+    now = today.verify.describe() if today.verify else "no check"
+    if (was, recorded.verify_note) == (now, today.verify_note):
+        return None
+    return Divergence(
+        kind="verify",
+        step=None,
+        message=f"a different verification check: the record verifies with {was}"
+        f"{f' ({recorded.verify_note})' if recorded.verify_note else ''}; today's code "
+        f"with {now}{f' ({today.verify_note})' if today.verify_note else ''}",
+    )
 
 
 def _turn(event: str, data: dict[str, Any]) -> str:

@@ -9,14 +9,11 @@ planner continues the same run, and the audit stream says why.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-
-from pydantic import BaseModel
 
 from bot.approvals import approve_by_policy, assess, describe_target
 from bot.checkpoints import Checkpointer
@@ -34,34 +31,27 @@ from bot.models import (
     Step,
     TextPart,
     ToolCallPart,
-    ToolResultPart,
     utcnow,
 )
 from bot.pricing import Prices
-from bot.scoping import offered_tools, refusal, run_scope
 from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
 from bot.tiering import FastModel, charge, record_call
+from bot.tool_calls import ToolRunner
 from bot.untrusted import (
     alert_flags,
     count,
-    flags_in,
     merge_flags,
     record_flags,
-    redact_result,
 )
-from bot.vetting import Vetting
+from bot.vetting import CheckVetter, Vetting
 from policies.budgets import ModelLimits, Spend, over_budget
 from policies.schema import Policy
 from tools.actions import ActionContext
 from tools.toolset import (
     Tool,
     ToolContext,
-    ToolInputError,
-    ToolResult,
-    compact_json,
-    describe_default,
 )
 
 log = logging.getLogger(__name__)
@@ -103,6 +93,8 @@ class Investigator:
     prices: Prices = field(default_factory=Prices)
     # Model turns in a row without a new tool result before the model is told it loops.
     loop_turns: int = 4
+    # How a proposal's verification check is vetted (None: asked of Prometheus).
+    vet_check: CheckVetter | None = None
 
     async def investigate(self, run: Run) -> Run:
         """Drive the run until it proposes an action or ends; returns the last checkpoint."""
@@ -174,6 +166,7 @@ class Investigator:
             metrics=self.metrics,
             tool_context=self.tool_context,
             loop_turns=self.loop_turns,
+            vet_check=self.vet_check,
         )
 
     def _observe_end(self, run: Run, started: float) -> None:
@@ -281,94 +274,14 @@ class Investigator:
         self, run: Run, calls: Sequence[ToolCallPart], *, index: int
     ) -> tuple[Step, list[Flag]]:
         """The results of a batch of tool calls, and the flags raised by their text."""
-        answers = await asyncio.gather(*(self._run_tool(run, call) for call in calls))
-        results = [part for part, _ in answers]
-        flags = [flag for _, found in answers for flag in found]
-        return Step(index=index, role="user", author="tools", content=results), flags
-
-    async def _run_tool(self, run: Run, call: ToolCallPart) -> tuple[ToolResultPart, list[Flag]]:
-        tool = self.tools.get(call.name)
-        started = time.monotonic()
-        scope = run_scope(self.policy.scopes, run)
-        args: BaseModel | None = None
-        if tool is None:
-            available = [t.api_name for t in offered_tools(scope, list(self.tools.values()))]
-            result = ToolResult.fail(
-                f"unknown tool {call.name!r}; available: {', '.join(sorted(available))}"
-            )
-        else:
-            try:
-                args = tool.validate_input(call.input)
-            except ToolInputError as exc:
-                result = ToolResult.fail(str(exc))
-            else:
-                # Scope is checked here, before the call, so a refused call sends nothing.
-                refused = refusal(scope, tool, args)
-                result = ToolResult.fail(refused) if refused else await self._call(tool, args)
-        seconds = time.monotonic() - started
-        name = tool.name if tool else "unknown"
-        # Tool output is untrusted: its secrets go before anything stores or shows it.
-        result, redactions = redact_result(result)
-        count(self.metrics, "tool_result", redactions)
-        self.metrics.tool_calls.labels(name, result.status).inc()
-        self.metrics.tool_call_duration.labels(name).observe(seconds)
-        content = tool.render(result) if tool is not None else result.render()
-        flags = flags_in(f"tool:{call.name}", content)
-        summary = self._summary(run, call, tool, args, result)
-        await self.checkpoints.audit(
-            run.id,
-            "tool_call",
-            tool=call.name,
-            input=compact_json(call.input),
-            summary=summary,
-            status=result.status,
-            seconds=round(seconds, 3),
-            error=result.error,
-            redactions=redactions or None,
+        runner = ToolRunner(
+            tools=self.tools,
+            tool_context=self.tool_context,
+            policy=self.policy,
+            metrics=self.metrics,
+            checkpoints=self.checkpoints,
         )
-        where = compact_json(call.input)
-        await record_flags(
-            self.checkpoints.audit, self.metrics, run.id, [(where, f) for f in flags]
-        )
-        part = ToolResultPart(
-            tool_use_id=call.id,
-            content=content,
-            is_error=result.status == "error",
-            summary=summary,
-        )
-        return part, flags
-
-    def _summary(
-        self,
-        run: Run,
-        call: ToolCallPart,
-        tool: Tool | None,
-        args: BaseModel | None,
-        result: ToolResult,
-    ) -> str:
-        """The tool's own line for people about the redacted result; the default line for
-        a call that never reached a tool, or when its describer fails (never the run)."""
-        if tool is None or args is None:
-            return describe_default(call.name, result)
-        try:
-            return tool.describe(args, result)
-        except Exception:  # a describer's bug must not break the run: log, use the default
-            log.exception(
-                "tool %s could not describe its call", tool.name, extra={"run_id": run.id}
-            )
-            return describe_default(tool.name, result)
-
-    async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
-        try:
-            async with asyncio.timeout(self.tool_context.timeout_seconds):
-                return await tool.call(self.tool_context, args)
-        except TimeoutError:
-            return ToolResult.fail(
-                f"timed out after {self.tool_context.timeout_seconds:g}s; narrow the query"
-            )
-        except Exception as exc:  # the boundary of one tool call: the model reads the error
-            log.exception("tool %s failed", tool.name)
-            return ToolResult.fail(f"{type(exc).__name__}: {exc}")
+        return await runner.run_batch(run, calls, index=index)
 
     async def _propose(self, run: Run, turn: AwaitApproval) -> Run:
         """Offer the proposal for approval, or (as the policy says) end the run without

@@ -8,14 +8,14 @@ plus where the record's investigation ended (`Record.end`, `ended_status`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from bot.llm import ClaudeEngine
-from bot.models import Alert, Run, RunStatus, Step, ToolResultPart
+from bot.models import Alert, Proposal, Run, RunStatus, Step, ToolResultPart
 from bot.steps import EngineReply, HandOver
 from bot.store import AuditEvent, RunStore
 from tools.toolset import Tool, ToolContext, ToolFunction, ToolResult, compact_json
@@ -73,6 +73,27 @@ def ended_status(record: Record) -> RunStatus:
         for e in record.audit
     )
     return RunStatus.EXECUTING if auto else RunStatus.AWAITING_APPROVAL
+
+
+def recorded_check(record: Record) -> Callable[[Run, Proposal], Awaitable[Proposal]]:
+    """Vets a proposal's verification check as the record's run saw it, without
+    Prometheus: the record's replacement (`verify_check_replaced`) of the same proposed
+    check, or the record's note on the same check it kept; any other check is kept as
+    proposed (a different check shows as a divergence of the ending)."""
+    kept = record.run.proposal
+
+    async def vet(run: Run, proposal: Proposal) -> Proposal:
+        proposed = proposal.verify.describe() if proposal.verify else None
+        for event in record.audit:
+            if event.event == "verify_check_replaced" and event.data.get("proposed") == proposed:
+                replacement = kept.verify if kept is not None else None
+                note = str(event.data.get("note") or "")
+                return proposal.model_copy(update={"verify": replacement, "verify_note": note})
+        if kept is not None and kept.verify == proposal.verify and kept.verify_note:
+            return proposal.model_copy(update={"verify_note": kept.verify_note})
+        return proposal
+
+    return vet
 
 
 class RecordedResults:

@@ -44,7 +44,14 @@ from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
 from bot.metrics import Metrics
 from bot.models import Run, RunStatus, Step, utcnow
-from bot.recorded import AlertFeed, Record, RecordedModel, RecordedResults, RecordEnds
+from bot.recorded import (
+    AlertFeed,
+    Record,
+    RecordedModel,
+    RecordedResults,
+    RecordEnds,
+    recorded_check,
+)
 from bot.runbook import RunbookPlanner, load_runbooks
 from bot.settings import Settings
 from bot.spend import DailySpend
@@ -175,6 +182,7 @@ def _investigator(
         policy=policy,
         alertmanager=ActionContext(http=http, kubernetes=None, prometheus_url=None),
         loop_turns=settings.loop_turns,
+        vet_check=recorded_check(record),
     )
     return investigator, feed
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import grounding, loop_guard
@@ -28,6 +29,10 @@ from tools.toolset import ToolContext
 
 log = logging.getLogger(__name__)
 
+# The proposal with a verification check that measures the problem: by default asked of
+# Prometheus (`measuring_check`); a replay answers it from the record.
+CheckVetter = Callable[[Run, Proposal], Awaitable[Proposal]]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Vetting:
@@ -37,6 +42,7 @@ class Vetting:
     metrics: Metrics
     tool_context: ToolContext
     loop_turns: int
+    vet_check: CheckVetter | None = None
 
     async def before(self, run: Run, transcript: list[Step], turn: Turn) -> tuple[Run, Turn]:
         """The model's turn as the loop should act on it; steps recorded on the way are
@@ -70,7 +76,10 @@ class Vetting:
 
     async def verify_check(self, run: Run, proposal: Proposal) -> Proposal:
         """The proposal with a check that measures the problem (audited when replaced)."""
-        vetted = await measuring_check(self.tool_context, run, proposal)
+        if self.vet_check is not None:
+            vetted = await self.vet_check(run, proposal)
+        else:
+            vetted = await measuring_check(self.tool_context, run, proposal)
         if vetted.verify != proposal.verify:
             await self.checkpoints.audit(
                 run.id,

@@ -42,6 +42,7 @@ from tests.anthropic_server import (
     user_text,
 )
 from tests.processes import bot_env, run_bot
+from tests.test_grounding import alert_with_expression, propose_for, proposing
 from tests.test_investigation_model import ALERT, MODEL, conclude, harness
 from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 from tools.toolset import index_tools
@@ -381,3 +382,36 @@ async def test_the_planner_judges_rollout_age_at_its_clock() -> None:
     assert isinstance(then, AwaitApproval)
     assert then.proposal.arguments["to_revision"] == 1
     assert isinstance(await turn_at(utcnow()), Finish)
+
+
+async def test_a_replaced_verification_check_replays_from_the_record(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bot replaced an already-healthy check before offering the proposal: the replay
+    answers that from the record (no Prometheus, no warning) and reports identical; a
+    record whose note differs from today's verdict is a `verify` divergence."""
+    healthy = {"query": RATIO_QUERY, "op": "<", "threshold": 0.5}
+    async with harness(redis_url, proposing(healthy)) as h:
+        run = await propose_for(h, alert_with_expression(h))
+        assert run.proposal is not None and "already healthy" in run.proposal.verify_note
+        backend_requests = len(h.sandbox.requests.entries)
+
+        code, out, err = await replay(
+            capsys, run.id, REDIS_URL=redis_url, INCIDENT_BOT_MODEL=MODEL, **backends(h.sandbox)
+        )
+        assert code == 0, out + err
+        assert "identical" in out and err == ""
+        assert len(h.sandbox.requests.entries) == backend_requests
+
+        # Another recorded note for the same check: today's replay (answering from the
+        # audit event) says the check differs.
+        changed = run.proposal.model_copy(update={"verify_note": "an older note"})
+        stored = await h.deps.store.load(run.id)
+        await h.deps.store.redis.hset(
+            h.deps.store.run_key(run.id),
+            "doc",
+            stored.model_copy(update={"proposal": changed}).model_dump_json(),
+        )
+        code, out, err = await replay(capsys, run.id, REDIS_URL=redis_url, INCIDENT_BOT_MODEL=MODEL)
+        assert code == 1, out + err
+        assert "a different verification check" in out and "an older note" in out
