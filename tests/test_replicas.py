@@ -71,7 +71,9 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
                 return [r.id for r in runs]
             return None
 
-        run_ids = await eventually(all_proposed, within=120)
+        # A ceiling, not a pause: 200 runs at 0.2 s a backend call, each proposal's check
+        # also asked of Prometheus before it is offered, on one surviving replica.
+        run_ids = await eventually(all_proposed, within=240)
     finally:
         for replica in (first, second):
             if replica.process.returncode is None:
