@@ -73,7 +73,12 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
 
         # A ceiling, not a pause: 200 runs at 0.2 s a backend call, each proposal's check
         # also asked of Prometheus before it is offered, on one surviving replica.
-        run_ids = await eventually(all_proposed, within=240)
+        try:
+            run_ids = await eventually(all_proposed, within=240)
+        except TimeoutError:
+            runs = await store.list_runs(limit=1000)
+            stuck = [f"{r.id} {r.status.value}: {r.outcome}" for r in runs if r.proposal is None]
+            raise AssertionError(f"{len(runs)} runs; not proposed: {stuck[:10]}") from None
     finally:
         for replica in (first, second):
             if replica.process.returncode is None:
