@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
@@ -35,7 +35,7 @@ class Record:
     @property
     def ended_at(self) -> datetime:
         """When the investigation ended (the time of the audit stream entry)."""
-        return datetime.fromtimestamp(int(self.end.id.split("-")[0]) / 1000, UTC)
+        return self.end.at
 
     @property
     def prelude(self) -> list[Step]:
