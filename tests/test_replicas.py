@@ -38,8 +38,8 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
         "KUBERNETES_URL": slow_sandbox.url,
         "INCIDENT_BOT_WORKERS": "4",
         "INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE": "8",
-        "INCIDENT_BOT_LEASE_SECONDS": "2",
-        "INCIDENT_BOT_RECLAIM_AFTER": "3",
+        "INCIDENT_BOT_LEASE_SECONDS": "5",
+        "INCIDENT_BOT_RECLAIM_AFTER": "6",
     }
     first, second = await asyncio.gather(
         start_replica(tmp_path, **env), start_replica(tmp_path, **env)
@@ -56,12 +56,17 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
             )
         assert set(statuses) == {202}
 
-        async def some_proposed() -> bool | None:
+        async def first_is_driving_after_some_proposed() -> bool | None:
+            # Killed only while it holds leases, so that it leaves runs half driven.
             runs = await store.list_runs(limit=1000)
             done = sum(r.status is RunStatus.AWAITING_APPROVAL for r in runs)
-            return True if done >= 30 else None
+            if done < 30:
+                return None
+            holders = [await store.lease_holder(r.id) for r in runs if r.proposal is None]
+            mine = f":{first.process.pid}:"
+            return True if any(h and mine in h for h in holders) else None
 
-        await eventually(some_proposed, within=60)
+        await eventually(first_is_driving_after_some_proposed, within=60)
         first.process.send_signal(signal.SIGKILL)
         assert await first.process.wait() == -signal.SIGKILL
 
