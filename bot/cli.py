@@ -1,4 +1,4 @@
-"""The `incident-bot` command: triage, demo, serve, runs, policy, tools, eval."""
+"""The `incident-bot` command: triage, demo, serve, runs, pause, resume, policy, tools, eval."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from bot.intake.alertmanager import parse_document
 from bot.logs import configure_logging
 from bot.models import Alert, Decision, Run, RunStatus
 from bot.parking import retry
+from bot.pausing import pause, resume
 from bot.runs import follow, record_decision, start_run
 from bot.server import serve
 from bot.settings import LOG_LEVELS, Settings
@@ -155,6 +156,15 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
         decide.add_argument("--reason", default="")
         decide.set_defaults(handler=_runs_decide, verdict=verb)
+    pausing = sub.add_parser(
+        "pause", help="pause the bot at once: no investigation or action until resume"
+    )
+    pausing.add_argument("reason", nargs="*", help="why (shown in Slack and the audit)")
+    pausing.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
+    pausing.set_defaults(handler=_pause)
+    resuming = sub.add_parser("resume", help="lift the pause: stopped runs go on")
+    resuming.add_argument("--user", default=f"{getpass.getuser()}@{socket.gethostname()}")
+    resuming.set_defaults(handler=_resume)
     add_policy_commands(sub)
     add_tools_commands(sub)
     add_eval_command(sub)
@@ -171,6 +181,26 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "allow_unauthenticated_webhooks": bool(args.sandbox),
     }
     await serve(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
+    return EXIT_OK
+
+
+async def _pause(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        done = await pause(deps, who=args.user, reason=" ".join(args.reason), source="cli")
+    print(done.describe())
+    print(json.dumps({"paused": done.state.describe()}))
+    return EXIT_OK
+
+
+async def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_deps(settings) as deps:
+        done = await resume(deps, who=args.user)
+        state = await deps.pause.current()
+    if done.refused is not None:
+        print(f"incident-bot: {done.refused}", file=sys.stderr)
+        return EXIT_ERROR
+    print(done.describe())
+    print(json.dumps({"paused": state.describe() if state else None}))
     return EXIT_OK
 
 

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
-import redis.asyncio as redis
-
 from bot.models import Run, RunStatus
+from bot.redis_connection import RedisClient
 
 Kind = Literal["approval", "run"]
 KINDS: tuple[Kind, ...] = ("approval", "run")
@@ -59,7 +58,7 @@ class Deadlines:
     """The shared set of run deadlines, and when a run's state makes one due."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, approval_seconds: float, busy_seconds: float
+        self, client: RedisClient, *, prefix: str, approval_seconds: float, busy_seconds: float
     ) -> None:
         self._redis = client
         self.key = f"{prefix}deadlines"
@@ -99,6 +98,13 @@ class Deadlines:
     async def cancel(self, run_id: str, *kinds: Kind) -> None:
         """Drop the run's deadlines (all kinds unless named)."""
         await self._redis.zrem(self.key, *(f"{k}|{run_id}" for k in kinds or KINDS))
+
+    async def tracked(self, kind: Kind, *, limit: int) -> list[str]:
+        """Up to `limit` runs with a `kind` deadline, soonest score first (a claimed entry's
+        score is its retry time, not its due time: `due_at` of the run has that)."""
+        members = cast(list[str], await self._redis.zrange(self.key, 0, -1))
+        prefix = f"{kind}|"
+        return [m.removeprefix(prefix) for m in members if m.startswith(prefix)][:limit]
 
     async def claim_due(self, *, limit: int, retry_seconds: float) -> list[Due]:
         """Claim up to `limit` due deadlines; unfinished, each is due again in `retry_seconds`."""

@@ -23,6 +23,7 @@ from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
 from bot.memory import IncidentMemory
 from bot.metrics import Metrics
+from bot.pause import PauseSwitch
 from bot.pricing import Prices
 from bot.queue import WorkQueue
 from bot.redis_connection import open_redis
@@ -90,6 +91,16 @@ class Deps:
             metrics=self.metrics,
         )
 
+    @property
+    def pause(self) -> PauseSwitch:
+        """The kill switch (`bot.pause`), as this process sees it."""
+        return PauseSwitch(
+            self.store.redis,
+            prefix=self.settings.key_prefix,
+            setting=self.settings.paused,
+            owner=self.owner,
+        )
+
     def fast_model(self) -> FastModel | None:
         """The fast model (`INCIDENT_BOT_FAST_MODEL`), when Claude is configured."""
         if self.claude is None or not self.settings.fast_model:
@@ -145,7 +156,13 @@ class Deps:
             limits=model_limits(
                 self.policy.budgets, max_steps=s.max_steps, token_budget=s.token_budget
             ),
-            spend=DailySpend(self.store.redis, prefix=s.key_prefix),
+            spend=DailySpend(
+                self.store.redis,
+                prefix=s.key_prefix,
+                metrics=self.metrics,
+                day_tokens=self.policy.budgets.per_day.tokens,
+                day_dollars=self.policy.budgets.per_day.dollars,
+            ),
             checkpoints=checkpoints,
             policy=self.policy,
             alertmanager=self.action_context,
@@ -153,6 +170,7 @@ class Deps:
             briefing=Briefing(planner=planner, tools=self.tools, memory=self.memory),
             fast=fast,
             prices=self.prices,
+            pause=self.pause,
         )
         remediator = Remediator(
             store=self.store,
@@ -164,6 +182,7 @@ class Deps:
             verify_timeout_seconds=s.verify_timeout_seconds,
             verify_interval_seconds=s.verify_interval_seconds,
             policy=self.policy,
+            pause=self.pause,
         )
         return RunDriver(
             store=self.store,

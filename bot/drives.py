@@ -9,13 +9,13 @@ run's decision count and queues such a run again.
 
 from __future__ import annotations
 
-import redis.asyncio as redis
+from bot.redis_connection import RedisClient
 
 
 class DriveMarks:
     """Reads and writes the decision count each run's last drive began with."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, retention_seconds: int) -> None:
         self._redis = client
         self._p = prefix
         self._retention = retention_seconds

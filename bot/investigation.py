@@ -33,6 +33,7 @@ from bot.models import (
     ToolCallPart,
     utcnow,
 )
+from bot.pause import PauseSwitch
 from bot.pricing import Prices
 from bot.spend import DailySpend
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
@@ -95,6 +96,8 @@ class Investigator:
     loop_turns: int = 4
     # How a proposal's verification check is vetted (None: asked of Prometheus).
     vet_check: CheckVetter | None = None
+    # The kill switch, asked before every model call, planner step and tool round.
+    pause: PauseSwitch | None = None
 
     async def investigate(self, run: Run) -> Run:
         """Drive the run until it proposes an action or ends; returns the last checkpoint."""
@@ -109,6 +112,7 @@ class Investigator:
                 return await self._finish(
                     run, Finish(summary="the run's deadline passed", needs_attention=True)
                 )
+            await self._hold(run, "before its next model call or planner step")
             if resumed is None and run.engine == "model":
                 news, found = await self._alert_news(run, transcript)
                 if news is not None:
@@ -130,6 +134,7 @@ class Investigator:
                 run, turn = await self._vetting.before(run, transcript, turn)
             match turn:
                 case RunTools(calls=calls):
+                    await self._hold(run, "before its next tool round")
                     results, flags = await self._run_tools(run, calls, index=len(transcript))
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
@@ -157,6 +162,11 @@ class Investigator:
                     pass
             if run.engine == "model" and isinstance(turn, RunTools | Continue):
                 run, resumed = await self._vetting.after(run, transcript)
+
+    async def _hold(self, run: Run, where: str) -> None:
+        """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused."""
+        if self.pause is not None:
+            await self.pause.check(run.id, where, self.checkpoints.audit)
 
     @property
     def _vetting(self) -> Vetting:

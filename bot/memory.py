@@ -21,11 +21,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-import redis.asyncio as redis
 from pydantic import ValidationError
 
 from bot.metrics import Metrics
 from bot.models import IncidentRecord, Run
+from bot.redis_connection import RedisClient
 from bot.slack.refs import MessageRefs
 from bot.untrusted import count
 from tools.redaction import redact_value
@@ -41,7 +41,7 @@ class IncidentMemory:
     """Writes the records of finished runs and finds the ones like a new run."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, retention_seconds: int, metrics: Metrics
+        self, client: RedisClient, *, prefix: str, retention_seconds: int, metrics: Metrics
     ) -> None:
         self._redis = client
         self._p = prefix

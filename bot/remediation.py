@@ -25,6 +25,7 @@ from bot.approvals import assess
 from bot.checkpoints import Checkpointer
 from bot.metrics import Metrics
 from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
+from bot.pause import PauseSwitch
 from bot.store import RunStore
 from policies.approval import Requirement, Verdict, settle
 from policies.schema import AUTO_APPROVER, Policy
@@ -49,6 +50,8 @@ class Remediator:
     verify_timeout_seconds: float
     verify_interval_seconds: float
     policy: Policy
+    # The kill switch, asked right before an action is claimed or executed again.
+    pause: PauseSwitch | None = None
 
     async def execute(self, run: Run) -> Run:
         """Run the approved proposal's action once; the run moves to `verifying` or ends."""
@@ -70,6 +73,7 @@ class Remediator:
         stopped = await self._policy_stop(run, proposal, action)
         if stopped is not None:
             return stopped
+        await self._hold(run)
         record = ActionRecord(
             run_id=run.id,
             proposal_id=proposal.id,
@@ -85,6 +89,11 @@ class Remediator:
             run.id, "action_started", action=action.name, proposal=proposal.id
         )
         return await self._run_action(run, record, action, args)
+
+    async def _hold(self, run: Run) -> None:
+        """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused."""
+        if self.pause is not None:
+            await self.pause.check(run.id, "before its action was claimed", self.checkpoints.audit)
 
     async def _policy_stop(self, run: Run, proposal: Proposal, action: Action) -> Run | None:
         """Ask the policy again just before the action: the run as it stops when the
@@ -198,6 +207,7 @@ class Remediator:
             stopped = await self._policy_stop(run, _proposal(run), action)
             if stopped is not None:
                 return stopped
+            await self._hold(run)
             await self._reconciled(run, action, effect, "executing again", "reexecuted")
             return await self._run_action(run, existing, action, args)
         try:

@@ -34,7 +34,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
-import redis.asyncio as redis
 
 from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.checkpoints import Checkpointer
@@ -52,6 +51,7 @@ from bot.recorded import (
     RecordEnds,
     recorded_check,
 )
+from bot.redis_connection import RedisClient
 from bot.runbook import RunbookPlanner, load_runbooks
 from bot.settings import Settings
 from bot.spend import DailySpend
@@ -109,7 +109,7 @@ async def _why_unended(store: RunStore, run: Run) -> str:
     return f"it ended ({run.status.value}) before its investigation proposed or concluded"
 
 
-async def replay_run(client: redis.Redis, settings: Settings, run_id: str) -> Replayed:
+async def replay_run(client: RedisClient, settings: Settings, run_id: str) -> Replayed:
     """Replay the run's investigation with today's code; raises `RunNotFound`,
     `NotReplayable`."""
     prefix = settings.key_prefix
@@ -199,17 +199,17 @@ def _scratch_run(record: Record) -> Run:
 
 
 @asynccontextmanager
-async def _scratch(client: redis.Redis, prefix: str) -> AsyncIterator[str]:
+async def _scratch(client: RedisClient, prefix: str) -> AsyncIterator[str]:
     """A key prefix of its own under `prefix`; every key under it is deleted on exit."""
     scratch = f"{prefix}replay:{uuid.uuid4().hex[:12]}:"
     try:
         yield scratch
     finally:
+        # SCAN visits every primary of a cluster; its client splits UNLINK by slot (in a
+        # cluster pipeline UNLINK would not be queued at all).
         keys = [key async for key in client.scan_iter(match=f"{scratch}*", count=1000)]
-        async with client.pipeline(transaction=False) as pipe:
-            for key in keys:  # one by one: the keys of different runs are in different slots
-                pipe.unlink(key)
-            await pipe.execute()
+        if keys:
+            await client.unlink(*keys)
 
 
 @asynccontextmanager

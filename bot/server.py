@@ -3,7 +3,8 @@
 Clients are created when the app starts (in its `cleanup_ctx`), never at import time,
 and the worker pool starts with them. On shutdown the pool stops taking work and gets
 `INCIDENT_BOT_SHUTDOWN_GRACE` seconds to finish; runs still being driven then release
-their leases and stay queued for another replica.
+their leases and stay queued for another replica. With `INCIDENT_BOT_PAUSED=true` the
+bot is paused (`bot.pausing`) before the workers start.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from bot.errors import ConfigError
 from bot.intake.auth import WebhookAuth
 from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
 from bot.metrics import Metrics
+from bot.pausing import pause
 from bot.settings import Settings
 from bot.slack.app import SLACK, open_slack, slack_events
+from bot.slack.pause_lines import PauseLines
 from bot.sweeper import Sweeper
 from bot.worker import WorkerLimits, WorkerPool
 from tools.sandbox import run_sandbox
@@ -80,6 +83,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         slack = await stack.enter_async_context(open_slack(deps))
         if slack is not None:
             app[SLACK] = slack
+        if settings.paused:
+            await pause(deps, who=deps.owner, reason="INCIDENT_BOT_PAUSED is set", source="setting")
         pool = WorkerPool(
             deps,
             deps.queue,
@@ -104,6 +109,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         sweeper.start()
         stack.push_async_callback(sweeper.stop)  # stopped before the workers
         app[SWEEPER] = sweeper
+        if slack is not None:
+            lines = PauseLines(deps, slack.threads.redraw_root)
+            lines.start()
+            stack.push_async_callback(lines.stop)
         auth = webhook_auth(settings)
         if auth is None:
             log.warning("INCIDENT_BOT_WEBHOOK_TOKEN is not set: webhooks are unauthenticated")
@@ -157,22 +166,43 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """`GET /readyz`: 200 when Redis answers PING, the workers run and the sweeper passed
-    within a few intervals, else 503 and why; both report the sweeper's last pass."""
+    """`GET /readyz`: 200 when `readiness` finds nothing wrong, else 503 and why; both
+    report the sweeper's last pass and the pause in force (a paused bot is ready)."""
     sweeper = request.app[SWEEPER]
-    swept = {"sweeper": sweeper.last.describe() if sweeper.last else None}
-    if not request.app[POOL].running:
-        return _unready("workers are not running", swept)
-    stalled = sweeper.stalled()
-    if stalled is not None:
-        return _unready(stalled, swept)
-    try:
-        async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
-            await request.app[DEPS].store.redis.ping()
-    except (RedisError, OSError) as exc:  # OSError covers the timeout
-        log.warning("readiness: Redis did not answer PING", extra={"error": repr(exc)})
-        return _unready(f"redis did not answer PING ({type(exc).__name__})", swept)
+    swept = {
+        "sweeper": sweeper.last.describe() if sweeper.last else None,
+        "paused": await _paused(request.app),
+    }
+    reason = await readiness(request.app)
+    if reason is not None:
+        return _unready(reason, swept)
     return web.json_response({"status": "ready", **swept})
+
+
+async def readiness(app: web.Application) -> str | None:
+    """Why this replica is not ready, or None when the workers run, the sweeper passed
+    within a few intervals and Redis answers PING; sets `incident_bot_ready` to match."""
+    reason = "workers are not running" if not app[POOL].running else app[SWEEPER].stalled()
+    if reason is None:
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
+                await app[DEPS].store.redis.ping()
+        except (RedisError, OSError) as exc:  # OSError covers the timeout
+            log.warning("readiness: Redis did not answer PING", extra={"error": repr(exc)})
+            reason = f"redis did not answer PING ({type(exc).__name__})"
+    app[METRICS].ready.set(0 if reason else 1)
+    return reason
+
+
+async def _paused(app: web.Application) -> dict[str, Any] | None:
+    """The pause in force (`/readyz` details: a paused bot is still ready), and the gauge."""
+    try:
+        state = await app[DEPS].pause.current()
+    except (RedisError, OSError) as exc:  # readiness says Redis failed
+        log.warning("readiness: cannot read the pause", extra={"error": repr(exc)})
+        return None
+    app[METRICS].paused.set(1 if state else 0)
+    return state.describe() if state else None
 
 
 def _unready(reason: str, more: dict[str, Any] | None = None) -> web.Response:
@@ -181,12 +211,15 @@ def _unready(reason: str, more: dict[str, Any] | None = None) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    """`GET /metrics`: the process's metrics, with the queue gauges read at scrape time."""
+    """`GET /metrics`: the process's metrics, with the queue gauges and readiness read at
+    scrape time."""
     metrics = request.app[METRICS]
+    await readiness(request.app)
     queue = request.app[DEPS].queue
     try:
         metrics.queue_depth.set(await queue.depth())
         metrics.queue_oldest_age.set(await queue.oldest_age_seconds())
+        metrics.paused.set(1 if await request.app[DEPS].pause.current() else 0)
     except RedisError as exc:  # serve the rest; the gauges keep their last values
         log.warning("metrics: cannot read the queue", extra={"error": repr(exc)})
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # REDIS_URL names seed nodes of a Redis Cluster (`redis://a:6379,b:6379`), not a server.
+    redis_cluster: bool = Field(default=False, alias="INCIDENT_BOT_REDIS_CLUSTER")
     data_dir: Path = Field(default=Path(".incident-bot"), alias="INCIDENT_BOT_DATA_DIR")
     key_prefix: str = Field(default="incident-bot:", alias="INCIDENT_BOT_KEY_PREFIX")
     # Every Redis client: a pool of at most this many connections per process, where a
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, alias="INCIDENT_BOT_SHUTDOWN_GRACE")
     # How often each replica's sweeper claims due deadlines and (one replica) repairs runs.
     sweep_interval_seconds: float = Field(default=5.0, gt=0, alias="INCIDENT_BOT_SWEEP_INTERVAL")
+    # The kill switch held on: the bot starts paused and stays so (`bot.pause`).
+    paused: bool = Field(default=False, alias="INCIDENT_BOT_PAUSED")
 
     policy_dir: Path | None = Field(default=None, alias="INCIDENT_BOT_POLICY_DIR")
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")

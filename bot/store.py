@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import redis.asyncio as redis
 from pydantic import ValidationError
 
 from bot.errors import (
@@ -47,6 +46,7 @@ from bot.models import (
     Step,
     utcnow,
 )
+from bot.redis_connection import RedisClient
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
@@ -182,7 +182,7 @@ class Written:
 class RunStore:
     """Reads and writes runs in Redis; every write of a run is fenced by lease and version."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, retention_seconds: int) -> None:
         self.redis = client
         self._p = prefix
         self._retention = retention_seconds

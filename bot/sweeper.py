@@ -19,6 +19,11 @@ of runs that ended in the last hour too) is posted; a missing deadline is schedu
 repair waits until the run has been still for two intervals, so that it never races the
 normal path. Each action is an audit event
 and counts in `incident_bot_sweeper_actions_total{action}`.
+
+While the bot is paused (`bot.pause`, read once per pass) proposals still expire (that
+changes nothing outside the bot), deadlines are still scheduled and messages posted; but
+nothing is queued by a repair and no `run` deadline ends a run (a run the pause stopped
+is not overdue): those wait for the resume, whose deadlines come due again.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._started = utcnow()
+        self._paused = False  # as read at the start of the current pass
         self.last: SweepReport | None = None
 
     def start(self) -> None:
@@ -139,11 +145,13 @@ class Sweeper:
         """One pass: the due deadlines, then (if this replica's turn) the repairs."""
         started = time.monotonic()
         actions: Counter[str] = Counter()
+        self._paused = await self._deps.pause.current() is not None
         deadlines = self._deps.deadlines
         for due in await deadlines.claim_due(limit=CLAIMS_PER_PASS, retry_seconds=self.interval):
             action = await self._guarded(due.run_id, self._on_due(due))
             if action is not None:
                 self._count(actions, [action])
+        self._deps.metrics.approvals_overdue.set(await self._overdue_approvals())
         repaired = await self._my_turn_to_repair()
         if repaired:
             queued = await self._deps.queue.queued_runs()
@@ -193,8 +201,10 @@ class Sweeper:
             return None
         if due.kind == "approval":
             return await self._settle(due, run)
-        if run.id in await self._deps.queue.queued_runs():
-            return None  # a worker will drive it (e.g. it reclaims a dead one's entry)
+        if self._paused or run.id in await self._deps.queue.queued_runs():
+            # Paused: comes due again. Queued: a worker will drive it (it reclaims a dead
+            # one's entry, say).
+            return None
         stopped = await self._driver.stop_overdue(run.id)
         await deadlines.finish(due)
         return "deadline" if stopped.status is RunStatus.NEEDS_ATTENTION else None
@@ -209,6 +219,19 @@ class Sweeper:
             await self._requeue(settled, "approved, but its resume was never driven")
             return "requeued"
         return None
+
+    async def _overdue_approvals(self) -> int:
+        """Runs still awaiting approval whose timeout passed more than two intervals ago:
+        proposals no pass managed to expire (`incident_bot_approvals_overdue`)."""
+        deadlines = self._deps.deadlines
+        late = time.time() - 2 * self.interval
+        overdue = 0
+        for run_id in await deadlines.tracked("approval", limit=ACTIVE_RUNS_SCANNED):
+            with contextlib.suppress(RunNotFound):
+                due = deadlines.due_at(await self._deps.store.load(run_id))
+                if due is not None and due[0] == "approval" and due[1] < late:
+                    overdue += 1
+        return overdue
 
     # -- repairs ---------------------------------------------------------------------
     async def _my_turn_to_repair(self) -> bool:
@@ -228,7 +251,11 @@ class Sweeper:
         if utcnow() - run.updated_at < self._grace:
             return done  # the normal path may still be on its way
         why = None if run.id in queued else await self._undriven(run)
-        if why is not None and await self._deps.store.lease_holder(run.id) is None:
+        if (
+            why is not None
+            and not self._paused
+            and await self._deps.store.lease_holder(run.id) is None
+        ):
             await self._requeue(run, why)
             done.append("requeued")
         # An early run's next checkpoint posts what is missing; a waiting one has none.

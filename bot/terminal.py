@@ -28,11 +28,11 @@ class TerminalView:
         self,
         actions: dict[str, Action],
         action_context: ActionContext,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
     ) -> None:
         self._actions = actions
         self._action_context = action_context
-        self._out = out
+        self._out = out if out is not None else sys.stdout  # the stdout of now, not of import
         self._status: RunStatus | None = None
         self._engine_reason = ""
         self._tool_names: dict[str, str] = {}

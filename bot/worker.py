@@ -8,6 +8,11 @@ slot first; when the slots are full the entry goes back to the end of the queue.
 A drive that raises leaves its entry pending, to be reclaimed after the reclaim delay;
 at the `PARK_AFTER_DELIVERIES`th delivery the entry is parked instead (`bot.parking`).
 A drive that loses the run's lease stops at that write and leaves its entry pending too.
+
+While the bot is paused (`bot.pause`) the workers take no entry (they wait, entries wait
+in the stream); a drive that stops for the pause (`Paused`) is not a failed drive: its
+run is noted as stopped, its lease released, and its entry acknowledged (resume queues
+the run again).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from bot.deps import Deps
 from bot.errors import LeaseHeld, RunNotFound, StaleWrite
 from bot.models import Run, RunStatus
 from bot.parking import PARK_AFTER_DELIVERIES, describe_failure, park
+from bot.pause import Paused
 from bot.queue import Entry, WorkQueue
 from bot.runner import RunDriver
 
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _NEEDS_SLOT = {RunStatus.QUEUED, RunStatus.INVESTIGATING}
 HEARTBEAT_SECONDS = 5.0
+PAUSED_POLL_SECONDS = 0.5  # how often a paused worker looks whether the pause ended
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +67,7 @@ class WorkerPool:
         self._queue = queue
         self._limits = limits
         self._driver: RunDriver = deps.driver(listener)
+        self._pause = deps.pause
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.busy = 0
@@ -106,16 +114,18 @@ class WorkerPool:
         next_reclaim = 0.0
         while not self._stopping.is_set():
             try:
+                paused = await self._paused()
                 entries: list[Entry] = []
-                if time.monotonic() >= next_reclaim:
+                if not paused and time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + self._limits.reclaim_after_seconds / 4
                     entries = await self._queue.reclaim(
                         consumer,
                         min_idle_ms=int(self._limits.reclaim_after_seconds * 1000),
                         count=1,
                     )
-                if not entries:
+                if not entries and not paused:
                     entries = await self._queue.read(consumer, count=1, block_ms=500)
+                self._deps.metrics.worker_heartbeat.set(time.time())
                 for entry in entries:
                     await self._handle(consumer, entry)
             except asyncio.CancelledError:
@@ -127,9 +137,21 @@ class WorkerPool:
                 log.exception("worker %s failed; retrying", consumer)
                 await asyncio.sleep(1)
 
+    async def _paused(self) -> bool:
+        """Whether the bot is paused; if so, after waiting a moment (or until stopped)."""
+        if await self._pause.current() is None:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), PAUSED_POLL_SECONDS)
+        return True
+
     async def _handle(self, consumer: str, entry: Entry) -> None:
         try:
             await self._drive(consumer, entry)
+        except Paused:
+            # Stopped before its next step, the lease released: resume queues it again.
+            log.info("drive stopped: the bot is paused", extra={"run_id": entry.run_id})
+            await self._queue.ack(entry.id)
         except LeaseHeld:
             # Another worker drives it; leave the entry pending: it is retried after the
             # reclaim delay, in case that worker stops before the run is settled. It was

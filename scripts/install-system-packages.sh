@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real, when they are missing:
-# redis-server, prometheus and prometheus-alertmanager (used by tests/e2e), plus any
+# redis-server, prometheus and prometheus-alertmanager (used by tests/e2e), bubblewrap
+# (bwrap: tests/test_dockerfile.py runs the demo with a read-only root), plus any
 # package named as an argument whose command has the same name (`make bench` adds wrk).
 #
 # Idempotent: does nothing when every binary is already on PATH. Acts only where apt-get
@@ -15,6 +16,7 @@ log() { printf 'install-system-packages: %s\n' "$*"; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1; then
     missing+=(prometheus-alertmanager)
 fi
@@ -24,7 +26,7 @@ for extra in "$@"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    log "redis-server, prometheus, alertmanager $* are installed"
+    log "redis-server, prometheus, alertmanager, bwrap $* are installed"
     exit 0
 fi
 

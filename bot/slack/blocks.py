@@ -31,6 +31,7 @@ from slack_sdk.models.views import View
 
 from bot.approvals import describe_target
 from bot.models import Decision, Finding, Run, RunStatus
+from bot.pause import PauseState, pause_line
 
 MAX_BLOCKS = 50
 SECTION_CHARS = 3000
@@ -162,8 +163,9 @@ def status_label(status: RunStatus) -> str:
 
 
 # -- the run's messages --------------------------------------------------------------
-def root_message(run: Run) -> SlackMessage:
-    """The run's status message: the alert, where it stands, and the outcome."""
+def root_message(run: Run, paused: PauseState | None = None) -> SlackMessage:
+    """The run's status message: the alert, where it stands, the outcome, and (while the
+    bot is `paused` and the run open) who paused it, since when and why."""
     labels = run.alert.labels
     where = "/".join(v for v in (labels.get("namespace"), labels.get("service")) if v)
     fields = [("Status", status_label(run.status)), ("Severity", escape(run.alert.severity))]
@@ -179,6 +181,9 @@ def root_message(run: Run) -> SlackMessage:
         blocks.append(section(f"*Outcome:* {escape(run.outcome)}"))
     engine = "Claude" if run.engine == "model" else "runbook planner"
     blocks.append(_context(f"Run `{run.id}` · {engine} · {run.steps} steps"))
+    line = None if run.status.terminal else pause_line(paused)
+    if line is not None:
+        blocks.append(_context(cut(line, SECTION_CHARS)))
     return SlackMessage(f"{STATUS[run.status][1]}: {run.alert.title}", tuple(blocks))
 
 
@@ -354,6 +359,9 @@ HELP = (
     "• `/incident list`: the runs that need someone, then the other open runs\n"
     "• `/incident status <run>`: where a run stands\n"
     "• `/incident cancel <run>`: stop a run\n"
+    "• `/incident pause [reason]`: pause the bot at once: no investigation or action "
+    "starts until `/incident resume` (operators and approvers only)\n"
+    "• `/incident resume`: go on where the pause stopped\n"
     "• `/incident help`: this help\n"
     "Mention me in a thread to investigate with the thread as context."
 )

@@ -6,7 +6,8 @@ when that failed so that Slack retries it; a retry of a handled one is dropped. 
 investigation is a run like any other (an `Alert` from source `slack`) put on the work
 queue, and its thread is posted by the thread listener. Cancelling a run is for the
 people the policy lets approve its actions and for the policy's operators
-(`bot.run_permissions`).
+(`bot.run_permissions`). Pausing and resuming the bot is for the policy's operators and
+for whoever may approve some action under it (`bot.pausing`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bot.checkpoints import Checkpointer
 from bot.deps import Deps
 from bot.errors import LeaseHeld, RunExists, RunNotFound
 from bot.models import Alert, Run, RunStatus, utcnow
+from bot.pausing import pause, pauser_groups, resume, why_not_allowed_to_pause
 from bot.run_permissions import groups_that_may_change, why_not_allowed_to_change
 from bot.runs import start_run
 from bot.slack import blocks
@@ -34,6 +36,7 @@ from bot.slack.listing import run_list
 from bot.slack.payloads import EventCallback, Mention
 from bot.slack.refs import MessageRefs
 from bot.slack.threads import SlackThreads
+from tools.redaction import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ class Commands:
         self._deliveries = deliveries
 
     async def incident(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
-        """`/incident investigate <question> | list | status <run> | cancel <run> | help`."""
+        """`/incident investigate <question> | list | status <run> | cancel <run> |
+        pause [reason] | resume | help`."""
         verb, _, rest = str(command.get("text") or "").strip().partition(" ")
         rest = rest.strip()
         word = rest.split()[0] if rest else ""
@@ -96,6 +100,14 @@ class Commands:
                     trigger,
                     "/incident cancel",
                     lambda: self._cancel(word, user, respond),
+                    tell=tell,
+                )
+            case "pause" | "resume":
+                await ack()
+                self._after_ack.run(
+                    trigger,
+                    f"/incident {verb.lower()}",
+                    lambda: self._switch(verb.lower(), rest, user, respond),
                     tell=tell,
                 )
             case _:
@@ -171,6 +183,21 @@ class Commands:
             await respond(text=f"No run `{_shown(run_id)}`.", response_type="ephemeral")
             return
         await respond(response_type="ephemeral", **blocks.run_status(run).payload())
+
+    async def _switch(self, verb: str, reason: str, user: str, respond: AsyncRespond) -> None:
+        """`/incident pause [reason]` or `/incident resume`, if `user` may."""
+        policy = self._deps.policy
+        groups = await self._members.groups_of(user, pauser_groups(policy))
+        refusal = why_not_allowed_to_pause(policy, user, groups)
+        if refusal is not None:
+            text = f"You may not {verb} incident-bot: {refusal}. Nothing was changed."
+        elif verb == "pause":
+            typed = redact_text(reason)  # typed in Slack: untrusted
+            text = (await pause(self._deps, who=user, reason=typed, source="slack")).describe()
+        else:
+            text = (await resume(self._deps, who=user)).describe()
+        log.info("slack: /incident %s", verb, extra={"user": user, "refused": bool(refusal)})
+        await respond(text=blocks.escape(text), response_type="ephemeral")
 
     async def _cancel(self, run_id: str, user: str, respond: AsyncRespond) -> None:
         text = await self.cancel(run_id, user=user)

@@ -20,10 +20,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.redis_connection import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ return 0
 class Deliveries:
     """The Redis marks of the Slack deliveries acted on (under the bot's key prefix)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str) -> None:
         self._redis = client
         self._p = prefix
         self._release = client.register_script(_RELEASE)

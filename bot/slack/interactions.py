@@ -4,8 +4,9 @@ Nothing waits in memory for a person: a click is checked against the policy (who
 approve this action for this alert), recorded idempotently in Redis, and a resume entry
 goes on the work queue for any replica's workers. The work runs after the ack, once per
 `trigger_id` (a replayed signed click does nothing). Refusals (not an approver, already
-decided, expired, a button or modal the bot did not make) are answered ephemerally to
-the person who clicked, and so is work that failed after the ack (`AfterAck`).
+decided, expired, the bot paused, a button or modal the bot did not make) are answered
+ephemerally to the person who clicked, and so is work that failed after the ack
+(`AfterAck`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.approvals import assess
 from bot.deps import Deps
 from bot.errors import ProposalError, RunNotFound
 from bot.models import Decision, RunStatus, utcnow
+from bot.pause import PauseState, pause_line
 from bot.runs import record_decision
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers, approvers
@@ -39,6 +41,17 @@ Verdict = Literal["approve", "reject"]
 
 
 NOT_OURS = "This is not a button or form incident-bot made; nothing was recorded."
+
+
+def paused_refusal(state: PauseState) -> str:
+    """Why a decision is refused while the bot is paused, and how to resume."""
+    resume = (
+        "It stays paused while `INCIDENT_BOT_PAUSED` is set: unset it and restart, then resume."
+        if state.source == "setting"
+        else "An operator or approver resumes it with `/incident resume` "
+        "(or `incident-bot resume`)."
+    )
+    return f"incident-bot is paused, so no decision was recorded. {pause_line(state)}. {resume}"
 
 
 class Target(BaseModel):
@@ -122,8 +135,10 @@ class Interactions:
         self, click: BlockActions, client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         target = read_value(Target, click.actions[0].value)
-        if target is None:
-            await respond(text=NOT_OURS, response_type="ephemeral", replace_original=False)
+        paused = await self._deps.pause.current()
+        if target is None or paused is not None:
+            refusal = NOT_OURS if paused is None else paused_refusal(paused)
+            await respond(text=refusal, response_type="ephemeral", replace_original=False)
             return
         try:
             run = await self._deps.store.load(target.run_id)
@@ -169,6 +184,9 @@ class Interactions:
     ) -> str | None:
         """Check and record one person's decision; returns why it was refused, or None."""
         deps = self._deps
+        paused = await deps.pause.current()
+        if paused is not None:
+            return paused_refusal(paused)
         try:
             run = await deps.store.load(target.run_id)
         except RunNotFound:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as redis
+from bot.redis_connection import RedisClient
 
 STALE_CLAIM_SECONDS = 60.0
 
@@ -54,7 +54,7 @@ class Claim:
 class MessageRefs:
     """Reads and writes the Slack message references of runs."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, retention_seconds: int) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, retention_seconds: int) -> None:
         self._redis = client
         self._p = prefix
         self._retention = retention_seconds

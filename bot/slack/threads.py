@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.approvals import assess
 from bot.dedup import Admission
 from bot.deps import Deps
+from bot.errors import RunNotFound
 from bot.models import Run, RunStatus, Step, ToolCallPart, ToolResultPart, utcnow
 from bot.progress import mark, tool_line
 from bot.remediation import dry_run
@@ -54,6 +55,7 @@ class SlackThreads:
         self._notes: set[asyncio.Task[None]] = set()
         self._similar = SimilarNote(deps, client, refs, self._pacer)
         self._charts = ThreadCharts(deps, client, refs)
+        self._pause = deps.pause
 
     async def on_checkpoint(self, run: Run, steps: Sequence[Step]) -> None:
         """Bring the run's Slack messages up to date; a Slack failure never stops the run."""
@@ -138,25 +140,47 @@ class SlackThreads:
         return [name for name in missing if f"{name}.ts" in after]
 
     # -- the root message ------------------------------------------------------------
+    async def redraw_root(self, run: Run) -> None:
+        """Redraw the run's root message (as the run is now) if it was posted and shows
+        another pause than the one in force; a message whose status is behind is left to
+        the run's next checkpoint."""
+        refs = await self._refs.load(run.id)
+        channel = refs.get("channel")
+        try:
+            run = await self._deps.store.load(run.id)
+        except RunNotFound:
+            return
+        if "root.ts" in refs and channel and refs.get("root_status") == run.status.value:
+            await self._root(run, refs, channel)
+
     async def _root(self, run: Run, refs: dict[str, str], channel: str) -> str | None:
+        paused = None if run.status.terminal else await self._pause.current()
+        drawn = paused.marker if paused else ""
         ts = refs.get("root.ts")
         if ts is None:
             claim = await self._refs.claim(run.id, "root", self._deps.owner)
             if not claim.mine:
                 return refs.get("thread_ts") or claim.ts
             try:
-                ts = await self._post(channel, blocks.root_message(run), refs.get("thread_ts"))
+                message = blocks.root_message(run, paused=paused)
+                ts = await self._post(channel, message, refs.get("thread_ts"))
             except BaseException:
                 await self._refs.release(run.id, "root")
                 raise
             thread = refs.get("thread_ts") or ts
             await self._refs.posted(
-                run.id, "root", ts, channel=channel, thread_ts=thread, root_status=run.status
+                run.id,
+                "root",
+                ts,
+                channel=channel,
+                thread_ts=thread,
+                root_status=run.status,
+                root_pause=drawn,
             )
             return thread
-        if refs.get("root_status") != run.status.value:
-            await self._update(channel, ts, blocks.root_message(run))
-            await self._refs.set(run.id, {"root_status": run.status.value})
+        if refs.get("root_status") != run.status.value or refs.get("root_pause", "") != drawn:
+            await self._update(channel, ts, blocks.root_message(run, paused=paused))
+            await self._refs.set(run.id, {"root_status": run.status.value, "root_pause": drawn})
         return refs.get("thread_ts") or ts
 
     # -- progress --------------------------------------------------------------------

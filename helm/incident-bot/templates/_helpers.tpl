@@ -108,3 +108,72 @@ the actions' Role is bound in. */}}
 {{- end }}
 {{- $namespaces | uniq | toJson }}
 {{- end }}
+
+{{/* redis.mode, checked: statefulset, external or embedded; embedded only with one
+replica, external only with a URL to use. */}}
+{{- define "incident-bot.redisMode" -}}
+{{- $mode := .Values.redis.mode }}
+{{- if not (has $mode (list "statefulset" "external" "embedded")) }}
+{{- fail (printf "redis.mode must be statefulset, external or embedded, not %v" $mode) }}
+{{- end }}
+{{- if and (eq $mode "embedded") (gt (int .Values.replicaCount) 1) }}
+{{- fail (printf "redis.mode embedded runs a separate Valkey in each pod, so %d replicas would not share runs (alerts accepted by one are lost when its pod goes, clicks reach the wrong pod). Set replicaCount: 1 for a trial, or redis.mode: statefulset (the chart runs Valkey with a volume) or redis.mode: external with redis.url (or redis.existingSecret)" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and (eq $mode "external") (not .Values.redis.url) (not .Values.redis.existingSecret) }}
+{{- fail "redis.mode external needs redis.url (redis://[:password@]host:6379/0) or redis.existingSecret (a Secret holding the URL under redis.existingSecretKey)" }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+
+{{/* The chart's Redis: StatefulSet, Service and Secret name. */}}
+{{- define "incident-bot.redisFullname" -}}
+{{- printf "%s-redis" (include "incident-bot.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The chart's Redis pods' labels: a name of their own, so that nothing of the bot's
+(Service, PodDisruptionBudget, NetworkPolicy) selects them. */}}
+{{- define "incident-bot.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "incident-bot.name" . }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "incident-bot.redisLabels" -}}
+helm.sh/chart: {{ include "incident-bot.chart" . }}
+{{ include "incident-bot.redisSelectorLabels" . }}
+app.kubernetes.io/component: redis
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The Secret (name and key) with the chart's Redis password. */}}
+{{- define "incident-bot.redisPasswordSecret" -}}
+{{- default (include "incident-bot.redisFullname" .) .Values.redis.auth.existingSecret }}
+{{- end }}
+
+{{- define "incident-bot.redisImage" -}}
+{{- if .Values.redis.image.digest }}
+{{- printf "%s@%s" .Values.redis.image.repository .Values.redis.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.redis.image.repository .Values.redis.image.tag }}
+{{- end }}
+{{- end }}
+
+{{/* The container's `env` entries for REDIS_URL: from the external URL's Secret, or
+built from the chart's Redis password; none in embedded mode. */}}
+{{- define "incident-bot.redisEnv" -}}
+{{- $mode := include "incident-bot.redisMode" . }}
+{{- if eq $mode "external" }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (printf "%s-redis-url" (include "incident-bot.fullname" .)) .Values.redis.existingSecret }}
+      key: {{ ternary .Values.redis.existingSecretKey "REDIS_URL" (not (empty .Values.redis.existingSecret)) }}
+{{- else if eq $mode "statefulset" }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "incident-bot.redisPasswordSecret" . }}
+      key: {{ ternary .Values.redis.auth.existingSecretKey "password" (not (empty .Values.redis.auth.existingSecret)) }}
+- name: REDIS_URL
+  value: redis://:$(REDIS_PASSWORD)@{{ include "incident-bot.redisFullname" . }}.{{ .Release.Namespace }}.svc:{{ .Values.redis.port }}/0
+{{- end }}
+{{- end }}
