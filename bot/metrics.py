@@ -230,6 +230,13 @@ class Metrics:
             "intervals ago (counted at each sweeper pass).",
             registry=r,
         )
+        self.event_loop_lag = Histogram(
+            "incident_bot_event_loop_lag_seconds",
+            "How late a periodic sleep on the event loop woke (sampled every 0.1 s): time the "
+            "loop ran something without yielding, or the process waited for a CPU.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.daily_budget_used = Gauge(
             "incident_bot_daily_budget_used_ratio",
             "Today's (UTC) model spend over the policy's budgets.per_day, by kind (tokens, "

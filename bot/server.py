@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from bot.dedup import AlertGroups
 from bot.deps import Deps, open_deps
 from bot.errors import ConfigError
+from bot.heap import freeze_startup_heap
 from bot.intake.auth import WebhookAuth
 from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
+from bot.loop_lag import LoopLagMonitor
 from bot.metrics import Metrics
 from bot.pausing import pause
 from bot.settings import Settings
@@ -72,9 +74,13 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    """Start the sandbox (if asked), the clients and the workers; stop them in reverse."""
+    """Start the loop-lag monitor, the sandbox (if asked), the clients and the workers;
+    stop them in reverse."""
     settings = app[SETTINGS]
     async with AsyncExitStack() as stack:
+        lag = LoopLagMonitor(app[METRICS].event_loop_lag.observe)
+        lag.start()
+        stack.push_async_callback(lag.stop)
         if settings.sandbox:
             sandbox = await stack.enter_async_context(run_sandbox(settings.sandbox))
             settings = settings.pointed_at_sandbox(sandbox.url)
@@ -234,6 +240,8 @@ async def serve(settings: Settings) -> None:
         shutdown_timeout=settings.shutdown_grace_seconds,
     )
     await runner.setup()
+    # Start-up's objects live as long as the process: no full collection walks them again.
+    log.info("start-up heap frozen", extra={"objects": freeze_startup_heap()})
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         host, port = runner.addresses[0][:2]

@@ -140,6 +140,7 @@ return {status, 0, logged, redis.call('HEXISTS', KEYS[1], 'enqueued')}
 """
 
 AUDIT_MAXLEN = 10_000
+_LIST_PAGE = 100  # runs read and parsed between two returns to the event loop
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,16 +310,18 @@ class RunStore:
         return Written(run=updated, was=RunStatus(detail))
 
     async def list_runs(self, *, limit: int = 50, active_only: bool = False) -> list[Run]:
-        """The most recent runs, newest first."""
+        """The most recent runs, newest first; read and parsed `_LIST_PAGE` at a time, so
+        that a long list (the sweeper reads 1000) does not hold the event loop for long."""
         index = f"{self._p}runs:active" if active_only else f"{self._p}runs:all"
         ids = cast(list[str], await self.redis.zrevrange(index, 0, limit - 1))
-        if not ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for run_id in ids:
-                pipe.hget(self.run_key(run_id), "doc")
-            docs = await pipe.execute()
-        return [Run.model_validate_json(d) for d in docs if d is not None]
+        runs: list[Run] = []
+        for start in range(0, len(ids), _LIST_PAGE):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for run_id in ids[start : start + _LIST_PAGE]:
+                    pipe.hget(self.run_key(run_id), "doc")
+                docs = await pipe.execute()
+            runs += [Run.model_validate_json(d) for d in docs if d is not None]
+        return runs
 
     # -- leases -----------------------------------------------------------------------
     async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:

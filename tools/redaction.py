@@ -16,11 +16,13 @@ the text of a JSON document leaves it valid JSON.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pydantic import JsonValue
 
@@ -30,6 +32,9 @@ from tools.secret_patterns import catalog, field_kind
 _PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]{1,40}\]")
 _MIN_RECURRING = 8  # shorter values could be ordinary words elsewhere in the text
 _MAX_RECURRING = 64  # distinct values searched for again: each search reads the whole text
+# Texts this short are redacted once and remembered: label values, field names and log
+# fields repeat on every alert and log line, and scanning them is most of the cost.
+_CACHED_CHARS = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +47,17 @@ class Redaction:
 
 def redact(text: str) -> Redaction:
     """Replace every secret in `text` with `[REDACTED:<kind>]`."""
+    return _redact_short(text) if len(text) <= _CACHED_CHARS else _redact(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _redact_short(text: str) -> Redaction:
+    """`_redact` of a short text, remembered (its counts read-only: they are shared)."""
+    found = _redact(text)
+    return Redaction(text=found.text, counts=MappingProxyType(dict(found.counts)))
+
+
+def _redact(text: str) -> Redaction:
     hits = _hits(text)
     if not hits:
         return Redaction(text=text, counts={})
