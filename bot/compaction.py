@@ -25,9 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-import anthropic
-from anthropic.types import MessageParam, TextBlockParam, ToolParam
+from typing import TYPE_CHECKING
 
 from bot import fencing
 from bot.messages import compacted_results, shown
@@ -36,6 +34,10 @@ from bot.models import CompactedResult, Step, TextPart, ToolResultPart
 from bot.steps import ModelCall
 from bot.tiering import FastModel, describe_error
 from tools.redaction import redact
+
+if TYPE_CHECKING:  # anthropic is imported only where a client is built (`bot.deps`)
+    import anthropic
+    from anthropic.types import MessageParam, TextBlockParam, ToolParam
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,8 @@ class Compactor:
         surely_fits = chars <= self.limit * _SURE_CHARS_PER_TOKEN
         if self._counter is None or surely_fits or not self._counting.available():
             return rough
+        import anthropic  # loaded already with the client (`bot.deps`)
+
         try:
             counted = await self._counter.messages.count_tokens(
                 model=request.model,

@@ -8,10 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import anthropic
 
 from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.checkpoints import Checkpointer, Listener
@@ -45,6 +44,9 @@ from tools.kubernetes import KUBERNETES
 from tools.logs import LOGS
 from tools.prometheus import PROMETHEUS
 from tools.toolset import Tool, ToolContext, Toolset, index_tools
+
+if TYPE_CHECKING:
+    import anthropic
 
 # Every toolset the bot has, listed explicitly (no registry filled by imports).
 TOOLSETS: tuple[Toolset, ...] = (PROMETHEUS, ALERTMANAGER, KUBERNETES, LOGS)
@@ -214,6 +216,9 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
         )
         claude = None
         if settings.anthropic_api_key is not None:
+            # Imported here, not at start-up: the SDK is tens of MB, unused without a key.
+            import anthropic
+
             claude = anthropic.AsyncAnthropic(
                 api_key=settings.anthropic_api_key.get_secret_value(),
                 base_url=settings.anthropic_base_url,

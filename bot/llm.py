@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import anthropic
-from anthropic.types import TextBlockParam, ToolParam
 from pydantic import ValidationError
 
 from bot import fencing
@@ -45,6 +44,10 @@ from bot.untrusted import redact_step
 from policies.scope import Scope, ScopeRule
 from tools.actions import Action
 from tools.toolset import Tool, describe_validation_error
+
+if TYPE_CHECKING:  # anthropic is imported only where a client is built (`bot.deps`)
+    import anthropic
+    from anthropic.types import TextBlockParam, ToolParam
 
 SYSTEM_PROMPT = (
     """\
@@ -115,6 +118,8 @@ class ClaudeEngine:
         of the context window) and turn its answer into the next turn."""
         if self._client is None:
             return EngineReply(turn=HandOver(reason="no model client: recorded steps only"))
+        import anthropic  # loaded already with the client (`bot.deps`)
+
         if overflowed_twice(transcript):
             reason = "the transcript outgrew the model's context window, even compacted"
             return EngineReply(turn=HandOver(reason=reason))

