@@ -57,6 +57,9 @@ bench: $(STAMP)
 	bash scripts/install-system-packages.sh wrk
 	$(BIN)/python bench/checkpoint.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/investigation.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/slack_ack.py
 
 ## Recompile the hashed lock files in requirements/ (pip-tools, in its own venv) from
 ## pyproject.toml and requirements/*.in; `make` then installs them.
