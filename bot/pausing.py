@@ -1,5 +1,5 @@
 """Pausing and resuming the bot (`/incident pause|resume`, `incident-bot pause|resume`,
-`INCIDENT_BOT_PAUSED`), and who may do it.
+`INCIDENT_BOT_PAUSED`).
 
 Pause: the key is set (`bot.pause`), and every open run gets a `paused` audit event and
 a place in `pause:runs`. Resume: the key is deleted first, then every run the pause
@@ -7,15 +7,12 @@ touched gets a `resumed` event, and each whose drive stopped is queued again (it
 from its last checkpoint). A crash half-way through a resume leaves stopped runs without
 a queue entry; the sweeper's repairs queue them again once the bot is no longer paused.
 
-Who: the policy's operators, and whoever may approve some action under the policy (the
-approvers of every `allow` rule; a rule that names no approvers lets anyone approve, so
-it lets anyone pause).
+Who may pause or resume is decided in `bot.run_permissions`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +20,6 @@ from bot.deps import Deps
 from bot.errors import RunNotFound
 from bot.models import RunStatus, utcnow
 from bot.pause import REASON_CHARS, SETTING, PauseState, Source
-from policies.schema import Approvers, Policy
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +136,3 @@ async def _resume_run(
     )
     log.info("run resumed", extra={"run_id": run_id, "who": who, "requeued": queue})
     return 1 if queue else 0
-
-
-def pauser_groups(policy: Policy) -> frozenset[str]:
-    """The user groups whose members may pause and resume the bot."""
-    named = [policy.operators, *(r.approvers for r in policy.actions if r.effect == "allow")]
-    return _groups(g for approvers in named for g in approvers.groups)
-
-
-def why_not_allowed_to_pause(policy: Policy, user: str, groups: frozenset[str]) -> str | None:
-    """Why `user` (a member of `groups`) may not pause or resume the bot; None: they may."""
-    allowing = [r.approvers for r in policy.actions if r.effect == "allow"]
-    if any(not a.users and not a.groups for a in allowing):
-        return None  # some action anyone may approve
-    everyone = [policy.operators, *allowing]
-    users = {u for a in everyone for u in a.users}
-    if user in users or _groups(groups) & pauser_groups(policy):
-        return None
-    named = Approvers(
-        users=sorted(users), groups=sorted({g for a in everyone for g in a.groups})
-    ).describe()
-    if not users and not pauser_groups(policy):
-        named = "nobody (the policy names no operators or approvers)"
-    return f"only the policy's operators and approvers ({named}) may pause or resume the bot"
-
-
-def _groups(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(g.removeprefix("@").casefold() for g in names)

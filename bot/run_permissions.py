@@ -6,6 +6,10 @@ forbids) may be changed by the approvers of any rule that allows an action for i
 alert's labels, and a rule naming no approvers lets anyone. Members of the policy's
 `operators` may change any run. Group membership is the caller's to look up (Slack:
 `bot.slack.approvers.GroupMembers`) for the groups `groups_that_may_change` names.
+
+Pausing or resuming the whole bot (`bot.pausing`) is for the operators and whoever may
+approve some action under the policy: the approvers of every `allow` rule (a rule that
+names no approvers lets anyone approve, so it lets anyone pause).
 """
 
 from __future__ import annotations
@@ -90,6 +94,40 @@ def _by_labels(policy: Policy, run: Run) -> Changers:
         users=frozenset(users),
         groups=frozenset(groups),
         because="the approvers of the actions the policy allows for its alert's labels",
+    )
+
+
+def groups_that_may_pause(policy: Policy) -> frozenset[str]:
+    """The user groups whose members may pause and resume the bot."""
+    return _bot_changers(policy).groups
+
+
+def why_not_allowed_to_pause(
+    policy: Policy, user_id: str, user_groups: frozenset[str]
+) -> str | None:
+    """Why `user_id` (a member of `user_groups`) may not pause or resume the bot; None: they
+    may."""
+    changers = _bot_changers(policy)
+    if changers.anyone or user_id in changers.users or _groups(user_groups) & changers.groups:
+        return None
+    if not changers.users and not changers.groups:
+        named = "nobody (the policy names no operators or approvers)"
+    else:
+        named = Approvers(
+            users=sorted(changers.users), groups=[f"@{g}" for g in sorted(changers.groups)]
+        ).describe()
+    return f"only {changers.because} ({named}) may pause or resume the bot"
+
+
+def _bot_changers(policy: Policy) -> Changers:
+    """The operators and the approvers of every rule that allows an action."""
+    allowing = [r.approvers for r in policy.actions if r.effect == "allow"]
+    named = [policy.operators, *allowing]
+    return Changers(
+        anyone=any(not a.users and not a.groups for a in allowing),
+        users=frozenset(u for a in named for u in a.users),
+        groups=_groups(g for a in named for g in a.groups),
+        because="the policy's operators and approvers",
     )
 
 

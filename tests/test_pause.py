@@ -19,8 +19,9 @@ from bot.deps import Deps
 from bot.errors import IncidentBotError
 from bot.models import Decision, Proposal, Run, RunStatus, utcnow
 from bot.pause import Paused, PauseState
-from bot.pausing import pause, resume, why_not_allowed_to_pause
+from bot.pausing import pause, resume
 from bot.queue import WorkQueue
+from bot.run_permissions import why_not_allowed_to_pause
 from bot.slack import blocks
 from bot.slack.app import SLACK
 from bot.store import RunStore

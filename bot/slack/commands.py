@@ -7,7 +7,7 @@ investigation is a run like any other (an `Alert` from source `slack`) put on th
 queue, and its thread is posted by the thread listener. Cancelling a run is for the
 people the policy lets approve its actions and for the policy's operators
 (`bot.run_permissions`). Pausing and resuming the bot is for the policy's operators and
-for whoever may approve some action under it (`bot.pausing`).
+for whoever may approve some action under it (`bot.run_permissions`, `bot.pausing`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ from bot.checkpoints import Checkpointer
 from bot.deps import Deps
 from bot.errors import LeaseHeld, RunExists, RunNotFound
 from bot.models import Alert, Run, RunStatus, utcnow
-from bot.pausing import pause, pauser_groups, resume, why_not_allowed_to_pause
-from bot.run_permissions import groups_that_may_change, why_not_allowed_to_change
+from bot.pausing import pause, resume
+from bot.run_permissions import (
+    groups_that_may_change,
+    groups_that_may_pause,
+    why_not_allowed_to_change,
+    why_not_allowed_to_pause,
+)
 from bot.runs import start_run
 from bot.slack import blocks
 from bot.slack.approvers import GroupMembers
@@ -187,7 +192,7 @@ class Commands:
     async def _switch(self, verb: str, reason: str, user: str, respond: AsyncRespond) -> None:
         """`/incident pause [reason]` or `/incident resume`, if `user` may."""
         policy = self._deps.policy
-        groups = await self._members.groups_of(user, pauser_groups(policy))
+        groups = await self._members.groups_of(user, groups_that_may_pause(policy))
         refusal = why_not_allowed_to_pause(policy, user, groups)
         if refusal is not None:
             text = f"You may not {verb} incident-bot: {refusal}. Nothing was changed."
