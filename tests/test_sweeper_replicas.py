@@ -181,6 +181,13 @@ async def test_a_run_never_queued_and_a_decision_never_driven_are_repaired(
         [repair] = await _audit(store, run.id, "repaired")
         assert repair["why"] == "queued without a queue entry"
 
+        async def nothing_queued() -> bool | None:  # the investigation's entry is acked
+            return await store.redis.xlen("incident-bot:queue") == 0 or None
+
+        # The investigation's drive has ended (it still writes audit events, XADDs, after
+        # the proposal is posted): only the click's writes meet the refusal below.
+        await eventually(nothing_queued, within=10)
+
         # The click's decision is recorded, then its resume cannot be queued.
         async with _redis_refusing_xadd(redis_url):
             body = block_action(
@@ -194,11 +201,7 @@ async def test_a_run_never_queued_and_a_decision_never_driven_are_repaired(
                 return bool(await store.decisions(run.id, current.proposal.id)) or None
 
             await eventually(recorded, within=10)
-
-            async def nothing_queued() -> bool | None:  # the investigation's entry is acked
-                return await store.redis.xlen("incident-bot:queue") == 0 or None
-
-            await eventually(nothing_queued, within=10)
+            await eventually(nothing_queued, within=10)  # its resume was not queued
         done = await run_in(store, run.id, RunStatus.RESOLVED, within=60)
         whys = [e["why"] for e in await _audit(store, run.id, "repaired")]
         assert whys == ["queued without a queue entry", "a decision its last drive did not see"]
