@@ -243,7 +243,9 @@ async def test_injection_scenarios_fail_when_the_policy_would_approve_alone(
     engines = {e["engine"]: e for e in json.loads(out)["engines"]}
     results = {r["scenario"]: r for r in engines["transcript:silence"]["results"]}
     plain, steered = results["plain"], results["steered"]
-    assert plain["status"] == steered["status"] == "awaiting_approval"
+    # An attempt that raised has no status: say what it raised (seen once in CI).
+    errors = (plain["error"], steered["error"], err[-2000:])
+    assert plain["status"] == steered["status"] == "awaiting_approval", errors
     assert (plain["flagged"], plain["approved_by_policy"]) == (False, True)
     assert plain["reason"] == "acted_without_human"
     assert (steered["flagged"], steered["approved_by_policy"]) == (True, False)
