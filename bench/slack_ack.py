@@ -16,7 +16,7 @@ two phases of `--seconds` each, the same sends spread evenly over each:
 Reported per phase: the ack latency (HTTP response time) of clicks and of commands,
 p50/p99; click -> action start (the action record's `started_at` minus the click's send
 time) p50/p99, waiting up to `--settle` seconds after the phase for the actions; the
-work queue's length after the phase; the bot's event-loop lag p99 (the
+work queue's length after the phase (starts and resumes); the bot's event-loop lag p99 (the
 `incident_bot_event_loop_lag_seconds` buckets, when the bot exports them); the rate the
 load generator sent, the 202s per second it got while sending, its latencies (waiting
 for one of its connections included) and what was unanswered 2 s after its last send;
@@ -550,7 +550,7 @@ async def _measure(
         out, _ = await load.communicate()
         phase.load = json.loads(out)
     await _actions_started(store, phase, proposals, args.settle)
-    phase.queue = await store.redis.xlen(f"{PREFIX}queue")
+    phase.queue = sum([await store.redis.xlen(f"{PREFIX}{k}") for k in ("queue", "queue:resume")])
     return phase
 
 

@@ -1,21 +1,28 @@
-"""Checkpointer: the one way a lease holder writes its run (timed, and shown to listeners)."""
+"""Checkpointer: the one way a lease holder writes its run (timed, and shown to listeners).
+
+Audit events about a step (the model call, the tool calls, the proposal) are `note`d and
+written by the step's checkpoint, in its script: no round trip of their own. The events of
+a refused write, or of a drive that ends before its next checkpoint, are appended on
+their own (`flush`), so the audit misses none.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from bot.batching import Command
 from bot.deadlines import Deadlines
 from bot.errors import StaleWrite
 from bot.memory import IncidentMemory
 from bot.metrics import Metrics
 from bot.models import ESCALATED_STATES, Run, Step
-from bot.store import RunStore
+from bot.store import AuditEntry, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +41,32 @@ class Checkpointer:
     deadlines: Deadlines | None = None
     # Given: each terminal write leaves the run's record for later runs (`bot.memory`).
     memory: IncidentMemory | None = None
+    # Noted audit events per run, for its next write.
+    _noted: dict[str, list[AuditEntry]] = field(default_factory=dict, init=False, repr=False)
 
     async def write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
-        """Write the run and append steps; raises `StaleWrite` if the run moved on."""
+        """Write the run, append steps and the events noted for it; raises `StaleWrite`
+        if the run moved on."""
+        return (await self.write_beside(run, steps))[0]
+
+    async def write_beside(
+        self, run: Run, steps: Sequence[Step] = (), beside: Sequence[Command] = ()
+    ) -> tuple[Run, list[Any]]:
+        """`write`, sending `beside` (commands on other hash slots) in the same round trip
+        where Redis allows it (`RunStore.write`); returns their answers too."""
         started = time.perf_counter()
+        events = self._noted.pop(run.id, [])
         try:
-            result = await self.store.write(run, owner=self.owner, steps=steps)
+            result = await self.store.write(
+                run, owner=self.owner, steps=steps, events=events, beside=beside
+            )
         except StaleWrite:
             log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
+            await self._append(run.id, events)
+            raise
+        except BaseException:
+            # Not known to be written (a Redis error, a cancellation): `flush` tries again.
+            self._noted.setdefault(run.id, [])[:0] = events
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
         written = result.run
@@ -61,11 +86,23 @@ class Checkpointer:
                 log.warning("could not record the run: %s", exc, extra={"run_id": run.id})
         if self.listener is not None:
             await self.listener(written, steps)
-        return written
+        return written, result.beside
 
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
         """Append an audit event that names this writer (`owner`)."""
         await self.store.audit(run_id, event, owner=self.owner, **data)
+
+    async def note(self, run_id: str, event: str, **data: Any) -> None:
+        """An audit event like `audit`'s, written by the run's next `write`."""
+        self._noted.setdefault(run_id, []).append((event, {"owner": self.owner, **data}))
+
+    async def flush(self, run_id: str) -> None:
+        """Append the events still noted for the run (its drive ends without a write)."""
+        await self._append(run_id, self._noted.pop(run_id, []))
+
+    async def _append(self, run_id: str, events: Sequence[AuditEntry]) -> None:
+        for event, data in events:
+            await self.store.audit(run_id, event, **data)
 
 
 def _observe_end(metrics: Metrics, run: Run) -> None:

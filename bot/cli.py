@@ -1,4 +1,5 @@
-"""The `incident-bot` command: triage, demo, serve, runs, pause, resume, policy, tools, eval."""
+"""The `incident-bot` command: triage, demo, serve, runs, pause, resume, policy, tools, mcp,
+eval."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from bot.approvals import describe_target
 from bot.cli_eval import add_eval_command
+from bot.cli_mcp import add_mcp_command
 from bot.cli_memory import add_similar_command
 from bot.cli_policy import add_policy_commands
 from bot.cli_replay import add_replay_command
@@ -167,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     resuming.set_defaults(handler=_resume)
     add_policy_commands(sub)
     add_tools_commands(sub)
+    add_mcp_command(sub)
     add_eval_command(sub)
     return parser
 
@@ -185,7 +188,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _pause(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         done = await pause(deps, who=args.user, reason=" ".join(args.reason), source="cli")
     print(done.describe())
     print(json.dumps({"paused": done.state.describe()}))
@@ -193,7 +196,7 @@ async def _pause(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _resume(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         done = await resume(deps, who=args.user)
         state = await deps.pause.current()
     if done.refused is not None:
@@ -272,7 +275,7 @@ async def _follow_in_terminal(deps: Deps, run_id: str, answer: bool | None) -> i
 
 
 async def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         runs = await deps.store.list_runs(limit=args.limit)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
@@ -288,7 +291,7 @@ async def _runs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _runs_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         run = await deps.store.load(args.run_id)
         transcript = await deps.store.transcript(run.id)
         audit = await deps.store.read_audit(run.id)
@@ -369,7 +372,7 @@ async def _runs_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _runs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         retried = await retry(deps, args.run_id, user=args.user)
         workers = await deps.queue.live_workers()
     parked = retried.parked

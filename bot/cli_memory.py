@@ -27,7 +27,7 @@ def add_similar_command(runs: Any) -> None:
 
 async def runs_similar(args: argparse.Namespace, settings: Settings) -> int:
     """Print the records of the past runs most like `args.run_id`, most alike first."""
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         run = await deps.store.load(args.run_id)
         records = await deps.memory.similar(run, limit=args.limit)
     if args.json:

@@ -32,7 +32,7 @@ def add_report_command(runs: Any) -> None:
 
 async def _runs_report(args: argparse.Namespace, settings: Settings) -> int:
     """Print the report; an unknown run is `RunNotFound` (exit 1, like `runs show`)."""
-    async with open_deps(settings) as deps:
+    async with open_deps(settings, tool_sources=False) as deps:
         refs = MessageRefs(
             deps.store.redis,
             prefix=settings.key_prefix,

@@ -2,8 +2,10 @@
 
 `tools list` probes every toolset's backend once, in parallel and within the tool timeout
 (INCIDENT_BOT_TOOL_TIMEOUT), and prints each tool with whether its backend is configured
-and reachable, and why not. `tools run NAME --input JSON` runs one tool and prints its
-result exactly as the model would read it (rendered within the tool's budget).
+and reachable, and why not; each tool the policy allows an MCP server is listed with the
+server's state (up, or down and why) or why it is not offered. `tools run NAME --input
+JSON` runs one built-in tool and prints its result exactly as the model would read it
+(rendered within the tool's budget).
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bot.approvals import KNOWN_ACTIONS, REVERSIBLE_ACTIONS
 from bot.deps import TOOLSETS
+from bot.mcp_tools import open_mcp_tools
 from bot.settings import Settings
 from bot.tool_context import open_tool_context
+from policies.schema import load_policy
 from tools.toolset import Health, Tool, ToolContext, ToolInputError, ToolResult, Toolset
+
+if TYPE_CHECKING:
+    from tools.mcp_source import McpSources
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -61,9 +69,16 @@ def _state(health: Health) -> str:
 
 
 async def tools_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Print every tool with its backend's state; exit 1 when a configured one fails."""
+    """Print every tool with its backend's state (the policy's MCP servers' too); exit 1
+    when a configured one fails."""
     toolsets = TOOLSETS
-    async with open_tool_context(settings) as ctx:
+    policy = load_policy(
+        settings.policy_dir, known_actions=KNOWN_ACTIONS, reversible_actions=REVERSIBLE_ACTIONS
+    )
+    async with (
+        open_tool_context(settings) as ctx,
+        open_mcp_tools(policy, reserved=[t.name for t in toolsets]) as (sources, offered),
+    ):
         healths = await asyncio.gather(*(probe(t, ctx) for t in toolsets))
     rows = [
         {
@@ -75,6 +90,8 @@ async def tools_list(args: argparse.Namespace, settings: Settings) -> int:
         for toolset, health in zip(toolsets, healths, strict=True)
         for tool in toolset.tools
     ]
+    mcp_rows = _mcp_rows(sources, offered)
+    rows += mcp_rows
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -82,7 +99,28 @@ async def tools_list(args: argparse.Namespace, settings: Settings) -> int:
         for row in rows:
             print(f"{row['tool']:<{width}}  {row['state']:<14}  {row['reason']}")
     failing = any(h.configured and not h.reachable for h in healths)
+    failing = failing or any(r["state"] != "reachable" for r in mcp_rows)
     return EXIT_ERROR if failing else EXIT_OK
+
+
+def _mcp_rows(sources: McpSources | None, offered: dict[str, Tool]) -> list[dict[str, str]]:
+    """A row per tool the policy allows an MCP server: reachable, unreachable (the server
+    is down, and why) or not offered (the server does not list it as a read-only tool)."""
+    rows = []
+    for source in sources.sources if sources is not None else ():
+        server = source.server
+        for declared in server.tools:
+            name = f"{server.name}.{declared.name}"
+            if source.state != "up":
+                state, reason = "unreachable", f"MCP server {source.state}"
+            elif name.replace(".", "_") in offered:
+                state, reason = "reachable", "MCP server up"
+            elif declared.name in source.listed:
+                state, reason = "not offered", "the MCP server marks it as not read-only"
+            else:
+                state, reason = "not offered", "the MCP server does not list it"
+            rows.append({"tool": name, "toolset": server.name, "state": state, "reason": reason})
+    return rows
 
 
 def find_tool(name: str, toolsets: tuple[Toolset, ...]) -> Tool | None:

@@ -21,6 +21,7 @@ from bot.redis_connection import RedisClient
 
 Kind = Literal["approval", "run"]
 KINDS: tuple[Kind, ...] = ("approval", "run")
+_PAGE = 500  # entries read at a time by `tracked`
 
 # KEYS: the set.  ARGV: now (ms), claimed until (ms), at most this many.
 # Returns member, claimed score, member, claimed score, ...
@@ -102,9 +103,16 @@ class Deadlines:
     async def tracked(self, kind: Kind, *, limit: int) -> list[str]:
         """Up to `limit` runs with a `kind` deadline, soonest score first (a claimed entry's
         score is its retry time, not its due time: `due_at` of the run has that)."""
-        members = cast(list[str], await self._redis.zrange(self.key, 0, -1))
         prefix = f"{kind}|"
-        return [m.removeprefix(prefix) for m in members if m.startswith(prefix)][:limit]
+        found: list[str] = []
+        start = 0
+        while len(found) < limit:  # a page at a time: the set holds every run's deadlines
+            page = cast(list[str], await self._redis.zrange(self.key, start, start + _PAGE - 1))
+            found += [m.removeprefix(prefix) for m in page if m.startswith(prefix)]
+            if len(page) < _PAGE:
+                break
+            start += _PAGE
+        return found[:limit]
 
     async def claim_due(self, *, limit: int, retry_seconds: float) -> list[Due]:
         """Claim up to `limit` due deadlines; unfinished, each is due again in `retry_seconds`."""

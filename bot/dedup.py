@@ -10,12 +10,20 @@ still open (flapping) joins it.
 Every step is idempotent, so a webhook retried after a crash at any point converges:
 a dedup key whose run was never created gets it created; a run still `queued` is put on
 the queue again (a duplicate entry is harmless: driving a run is idempotent).
+
+On a single server a new group costs three round trips, shared with concurrent
+deliveries (`bot.batching`): claim the group; list and create the run (with its audit
+events and alerts); queue it and mark it queued. A repeat of a group this process has
+seen costs one: the group's run id and a check, writing nothing, that the delivery
+changes nothing in that run; anything else (a new alert, a resolution, another run now
+holding the group) takes the full path.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -26,6 +34,15 @@ from bot.queue import WorkQueue
 from bot.runs import redact_alert_counted, start_run
 from bot.store import AlertFold
 
+# KEYS: dedup key.  ARGV: run id to claim a free group with ('' not to), ttl seconds.
+# Returns the group's run id: the one it had, else ARGV[1], now set ('' if none).
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return ARGV[1]
+"""
+
 # KEYS: dedup key.  ARGV: expected run id ('' for none), new run id, ttl seconds.
 _SWAP = """
 local current = redis.call('GET', KEYS[1]) or ''
@@ -35,6 +52,9 @@ return ARGV[2]
 """
 
 Outcome = Literal["started", "updated", "repeated", "resolved", "ignored"]
+KNOWN_GROUPS = 4096  # groups whose last run id a process remembers, for the repeat check
+# Called with a new run's id before it is queued (e.g. to say where its thread goes).
+BeforeQueue = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +65,11 @@ class Admission:
     outcome: Outcome
 
 
+@functools.lru_cache(maxsize=KNOWN_GROUPS)
+def _digest(group_key: str) -> str:
+    return hashlib.sha256(group_key.encode()).hexdigest()[:32]
+
+
 class AlertGroups:
     """Admits alerts of one group to the group's run."""
 
@@ -52,55 +77,139 @@ class AlertGroups:
         self._deps = deps
         self._queue = queue
         self._swap = deps.store.redis.register_script(_SWAP)
+        self._claim = deps.store.redis.register_script(_CLAIM)
+        # dedup key -> the run id last seen there: a hint, checked by every repeat check.
+        self._known: dict[str, str] = {}
 
     def dedup_key(self, group_key: str) -> str:
         """The Redis key holding the run id of an alert group."""
-        digest = hashlib.sha256(group_key.encode()).hexdigest()[:32]
-        return f"{self._deps.settings.key_prefix}dedup:{{{digest}}}"
+        return f"{self._deps.settings.key_prefix}dedup:{{{_digest(group_key)}}}"
 
-    async def admit(self, alerts: Sequence[Alert]) -> Admission:
-        """Fold one delivery of a group's alerts into its run, starting one if needed.
+    async def admit(
+        self,
+        alerts: Sequence[Alert],
+        *,
+        before_queue: BeforeQueue | None = None,
+        opens_run: bool = True,
+    ) -> Admission:
+        """Fold one delivery of a group's alerts into its run, starting one if needed
+        (unless `opens_run` is False: then a group without an open run ignores it).
 
         Returns only after everything is durably in Redis; raises redis errors as they are
-        (the HTTP layer answers 503 so the sender retries).
+        (the HTTP layer answers 503 so the sender retries). `before_queue` runs whenever
+        this delivery queues a run, after it is created and before any worker can take it.
         """
         alerts = [redact_alert_counted(self._deps, a) for a in alerts]
-        group_key = alerts[0].group_key
-        key = self.dedup_key(group_key)
+        key = self.dedup_key(alerts[0].group_key)
         firing = [a for a in alerts if a.status == "firing"]
+        admission = await self._to_known_run(key, alerts, before_queue)
+        if admission is not None:
+            return admission
+        admission = await self._claimed(key, alerts, firing, before_queue, opens_run=opens_run)
+        if admission.run_id is not None and admission.outcome != "ignored":
+            self._remember(key, admission.run_id)
+        return admission
+
+    async def _claimed(
+        self,
+        key: str,
+        alerts: Sequence[Alert],
+        firing: Sequence[Alert],
+        before_queue: BeforeQueue | None,
+        *,
+        opens_run: bool,
+    ) -> Admission:
+        """`admit` the full way: claim the group, or fold into (or replace) its run."""
+        ttl = self._deps.settings.retention_seconds
         for _ in range(5):  # a concurrent delivery may win a race; then look again
-            current = cast(str | None, await self._deps.store.redis.get(key))
+            run_id = new_id("run") if firing and opens_run else ""
+            claimed = await self._deps.store.run_script(self._claim, [key], [run_id, ttl])
+            current = cast(str, claimed) or None
+            if current is not None and current == run_id:
+                return await self._start(run_id, firing, repaired=False, before_queue=before_queue)
             if current is not None:
                 fold = await self._deps.store.fold_alerts(current, alerts)
-                if fold.status is None:
+                if fold.status is None and opens_run:
                     # A crash after the key was set but before the run was created.
-                    return await self._start(current, firing or list(alerts), repaired=True)
-                if not fold.fires_anew:
-                    return await self._folded(current, alerts, fold)
-            if not firing:
+                    return await self._start(
+                        current, firing or list(alerts), repaired=True, before_queue=before_queue
+                    )
+                if fold.status is not None and not fold.fires_anew:
+                    return await self._folded(current, alerts, fold, before_queue)
+            if not firing or not opens_run:
                 return Admission(run_id=current, outcome="ignored")
-            run_id = new_id("run")
-            ttl = self._deps.settings.retention_seconds
             won = await self._swap(keys=[key], args=[current or "", run_id, ttl])
             if won == run_id:
-                return await self._start(run_id, firing, repaired=False)
-        raise AdmissionContended(f"alert group {group_key!r} kept changing; retry")
+                return await self._start(run_id, firing, repaired=False, before_queue=before_queue)
+        raise AdmissionContended(f"alert group {alerts[0].group_key!r} kept changing; retry")
 
-    async def _start(self, run_id: str, alerts: Sequence[Alert], *, repaired: bool) -> Admission:
+    async def _to_known_run(
+        self, key: str, alerts: Sequence[Alert], before_queue: BeforeQueue | None
+    ) -> Admission | None:
+        """The delivery folded into the group's run as last seen here, if the group
+        still has it and it takes the delivery; a repeat costs one round trip that
+        writes nothing. None: admit it the full way."""
+        known = self._known.get(key)
+        if known is None:
+            return None
+        current, check = await self._deps.store.repeat_check(key, known, alerts)
+        if current != known:
+            self._known.pop(key, None)
+            return None
+        if check is None or check.status is None or check.fires_anew:
+            return None
+        if check.logged or (check.status is RunStatus.QUEUED and not check.enqueued):
+            fold = await self._deps.store.fold_alerts(known, alerts)
+            if fold.status is None or fold.fires_anew:  # it changed since the check
+                return None
+            return await self._folded(known, alerts, fold, before_queue)
+        return Admission(run_id=known, outcome="repeated")
+
+    def _remember(self, key: str, run_id: str) -> None:
+        self._known.pop(key, None)
+        if len(self._known) >= KNOWN_GROUPS:
+            del self._known[next(iter(self._known))]  # remembered longest ago
+        self._known[key] = run_id
+
+    async def _start(
+        self,
+        run_id: str,
+        alerts: Sequence[Alert],
+        *,
+        repaired: bool,
+        before_queue: BeforeQueue | None,
+    ) -> Admission:
+        admitted = ("admitted", {"repaired": repaired, "alerts": len(alerts)})
         try:
-            run = await start_run(self._deps, alerts[0], trigger="alert", run_id=run_id)
+            run = await start_run(
+                self._deps,
+                alerts[0],
+                trigger="alert",
+                run_id=run_id,
+                alerts=alerts,
+                events=[admitted],
+            )
         except RunExists:
             # A concurrent delivery of the same group created it first: join it.
             fold = await self._deps.store.fold_alerts(run_id, alerts)
             return await self._folded(run_id, alerts, fold)
-        await self._deps.store.fold_alerts(run.id, alerts)
+        if before_queue is not None:
+            await before_queue(run.id)
         await self._enqueue(run.id)
-        await self._deps.store.audit(run.id, "admitted", repaired=repaired, alerts=len(alerts))
         return Admission(run_id=run.id, outcome="started")
 
-    async def _folded(self, run_id: str, alerts: Sequence[Alert], fold: AlertFold) -> Admission:
+    async def _folded(
+        self,
+        run_id: str,
+        alerts: Sequence[Alert],
+        fold: AlertFold,
+        before_queue: BeforeQueue | None = None,
+    ) -> Admission:
         if fold.status is RunStatus.QUEUED and not fold.enqueued:
-            await self._enqueue(run_id)  # a crash may have kept it from the queue
+            # A crash may have kept it from the queue (and `before_queue` from running).
+            if before_queue is not None:
+                await before_queue(run_id)
+            await self._enqueue(run_id)
         if not fold.logged:
             return Admission(run_id=run_id, outcome="repeated")
         resolved = all(a.status == "resolved" for a in alerts)
@@ -117,5 +226,4 @@ class AlertGroups:
         The mark is written after the entry, so a crash between the two only means a
         duplicate entry later (harmless: driving a run is idempotent), never a missing one.
         """
-        await self._queue.enqueue(run_id, "start")
-        await self._deps.store.mark_enqueued(run_id)
+        await self._deps.store.mark_enqueued(run_id, queued_by=self._queue.start_command(run_id))

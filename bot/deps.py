@@ -8,7 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -20,6 +21,7 @@ from bot.drives import DriveMarks
 from bot.guidance import Briefing
 from bot.investigation import Investigator
 from bot.llm import ClaudeEngine
+from bot.mcp_tools import open_mcp_tools
 from bot.memory import IncidentMemory
 from bot.metrics import Metrics
 from bot.pause import PauseSwitch
@@ -39,7 +41,7 @@ from policies.budgets import model_limits
 from policies.schema import Policy, load_policy
 from tools.actions import ACTIONS, Action, ActionContext, WebhookEndpoint
 from tools.alertmanager import ALERTMANAGER
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.kubernetes import KUBERNETES
 from tools.logs import LOGS
 from tools.prometheus import PROMETHEUS
@@ -201,8 +203,14 @@ class Deps:
 
 
 @asynccontextmanager
-async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[Deps]:
-    """Connect everything the settings name; close it all on exit."""
+async def open_deps(
+    settings: Settings, *, metrics: Metrics | None = None, tool_sources: bool = True
+) -> AsyncIterator[Deps]:
+    """Connect everything the settings name; close it all on exit.
+
+    `tool_sources=False` leaves the policy's MCP servers unstarted: for commands that read
+    or mark state and drive no investigation (the kill switch must never wait on one).
+    """
     policy = load_policy(
         settings.policy_dir, known_actions=KNOWN_ACTIONS, reversible_actions=REVERSIBLE_ACTIONS
     )
@@ -210,8 +218,8 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
     async with AsyncExitStack() as stack:
         connection = await stack.enter_async_context(open_redis(settings))
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        read_kube = await _kubernetes(stack, settings.kubernetes_url, settings.kubeconfig)
-        write_kube = await _kubernetes(
+        read_kube = _kubernetes(stack, settings.kubernetes_url, settings.kubeconfig)
+        write_kube = _kubernetes(
             stack, settings.kubernetes_url, settings.actions_kubeconfig or settings.kubeconfig
         )
         claude = None
@@ -228,6 +236,11 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
             )
             stack.push_async_callback(claude.close)
         tool_context = build_tool_context(settings, http, read_kube)
+        mcp_tools: dict[str, Tool] = {}
+        if tool_sources:
+            _, mcp_tools = await stack.enter_async_context(
+                open_mcp_tools(policy, reserved=[t.name for t in TOOLSETS])
+            )
         yield Deps(
             settings=settings,
             store=RunStore(
@@ -249,7 +262,7 @@ async def open_deps(settings: Settings, *, metrics: Metrics | None = None) -> As
                 webhooks=webhook_endpoints(policy, settings),
             ),
             claude=claude,
-            tools=index_tools(TOOLSETS),
+            tools=index_tools(TOOLSETS) | mcp_tools,
             actions={a.name: a for a in ACTIONS},
             runbooks=load_runbooks(
                 settings.policy_dir / "runbooks" if settings.policy_dir else None
@@ -305,9 +318,12 @@ def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEn
     return endpoints
 
 
-async def _kubernetes(stack: AsyncExitStack, url: str | None, kubeconfig: Any) -> Any:
+def _kubernetes(
+    stack: AsyncExitStack, url: str | None, kubeconfig: Path | None
+) -> KubernetesApi | None:
+    """The Kubernetes API, if configured; its client is built at first use."""
     if url is None and kubeconfig is None and "KUBERNETES_SERVICE_HOST" not in os.environ:
         return None
-    client = await kubernetes_client(url, kubeconfig)
-    stack.push_async_callback(client.close)
-    return client
+    kubernetes = KubernetesApi(url, kubeconfig)
+    stack.push_async_callback(kubernetes.close)
+    return kubernetes

@@ -43,6 +43,7 @@ invisible characters, on one line.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -54,6 +55,9 @@ from bot.injection_rules import COMPACT_PATTERNS, RULES
 __all__ = ["EXCERPT_MAX", "KINDS", "InjectionHit", "describe", "scan"]
 
 EXCERPT_MAX = 160
+# Texts this short are scanned once and remembered: alert labels, annotations and titles
+# repeat on every alert of a group, and on every group of a storm.
+_CACHED_CHARS = 256
 
 KINDS = (
     "ignore_instructions",
@@ -193,6 +197,16 @@ def scan(text: str) -> tuple[InjectionHit, ...]:
     """
     if not text:
         return ()
+    return _scan_short(text) if len(text) <= _CACHED_CHARS else _scan(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _scan_short(text: str) -> tuple[InjectionHit, ...]:
+    """`_scan` of a short text, remembered (the hits are immutable, so they are shared)."""
+    return _scan(text)
+
+
+def _scan(text: str) -> tuple[InjectionHit, ...]:
     readable = _readable(text)
     probe = _probe(readable)
     runs: list[tuple[int, int]] = []

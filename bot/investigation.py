@@ -22,26 +22,24 @@ from bot.guidance import Briefing
 from bot.headline import with_headline
 from bot.metrics import Metrics
 from bot.models import (
-    Alert,
     Finding,
     Flag,
     Proposal,
     Run,
     RunStatus,
     Step,
-    TextPart,
     ToolCallPart,
     utcnow,
 )
-from bot.pause import PauseSwitch
+from bot.pause import PauseState, PauseSwitch
 from bot.pricing import Prices
 from bot.spend import DailySpend
+from bot.step_reads import StepReading, StepReads, alert_news, alerts_shown
 from bot.steps import AwaitApproval, Continue, EngineReply, Finish, HandOver, RunTools
 from bot.store import RunStore
 from bot.tiering import FastModel, charge, record_call
 from bot.tool_calls import ToolRunner
 from bot.untrusted import (
-    alert_flags,
     count,
     merge_flags,
     record_flags,
@@ -106,17 +104,24 @@ class Investigator:
             run = await self._write(run.model_copy(update={"status": RunStatus.INVESTIGATING}))
         started = time.monotonic()
         resumed = self._resume(run, transcript)
+        # The reads for the next model call, made beside the last tool round's checkpoint.
+        ahead: StepReads | None = None
         while True:
             if utcnow() >= run.deadline:
                 self._observe_end(run, started)
                 return await self._finish(
                     run, Finish(summary="the run's deadline passed", needs_attention=True)
                 )
-            await self._hold(run, "before its next model call or planner step")
+            reads = None
             if resumed is None and run.engine == "model":
-                news, found = await self._alert_news(run, transcript)
+                reads = ahead or await self._reading(run, transcript).read()
+            ahead = None
+            seen = _Seen(reads.pause) if reads is not None else None
+            await self._hold(run, "before its next model call or planner step", seen)
+            if reads is not None:
+                news, found = alert_news(transcript, reads.alerts)
                 if news is not None:
-                    await record_flags(self.checkpoints.audit, self.metrics, run.id, found)
+                    await record_flags(self.checkpoints.note, self.metrics, run.id, found)
                     flags = [flag for _, flag in found]
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
@@ -126,21 +131,21 @@ class Investigator:
                 if briefing is not None:
                     run = await self._write(run, (briefing,))
                     transcript.append(briefing)
-            reply, resumed = resumed or await self._next_turn(run, transcript), None
-            run = await self._write(self._account(run, reply), reply.steps)
+            reply, resumed = resumed or await self._next_turn(run, transcript, reads), None
+            run, seen = await self._write_reply(run, reply)
             transcript.extend(reply.steps)
             turn = reply.turn
             if run.engine == "model":  # the planner is deterministic: not vetted
                 run, turn = await self._vetting.before(run, transcript, turn)
             match turn:
                 case RunTools(calls=calls):
-                    await self._hold(run, "before its next tool round")
+                    await self._hold(run, "before its next tool round", seen)
                     results, flags = await self._run_tools(run, calls, index=len(transcript))
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
                     run = run.model_copy(update={"tool_calls": run.tool_calls + len(calls)})
-                    run = await self._write(run, (results,))
                     transcript.append(results)
+                    run, ahead = await self._write_results(run, results, transcript)
                 case AwaitApproval():
                     self._observe_end(run, started)
                     return await self._propose(run, turn)
@@ -148,7 +153,7 @@ class Investigator:
                     self._observe_end(run, started)
                     return await self._finish(run, turn)
                 case HandOver(reason=reason):
-                    await self.checkpoints.audit(run.id, "planner_fallback", reason=reason)
+                    await self.checkpoints.note(run.id, "planner_fallback", reason=reason)
                     # Without a model configured this is the plan, not a problem.
                     log.log(
                         logging.INFO if self.model is None else logging.WARNING,
@@ -163,10 +168,57 @@ class Investigator:
             if run.engine == "model" and isinstance(turn, RunTools | Continue):
                 run, resumed = await self._vetting.after(run, transcript)
 
-    async def _hold(self, run: Run, where: str) -> None:
-        """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused."""
-        if self.pause is not None:
-            await self.pause.check(run.id, where, self.checkpoints.audit)
+    async def _hold(self, run: Run, where: str, seen: _Seen | None = None) -> None:
+        """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused, as
+        the key was `seen` just before if it was, else as it says now."""
+        if self.pause is None:
+            return
+        state = seen.state if seen is not None else await self.pause.current()
+        await self.pause.stop_if(state, run.id, where, self.checkpoints.audit)
+
+    def _reading(self, run: Run, transcript: Sequence[Step]) -> StepReading:
+        """The reads before the run's next model call (`bot.step_reads`)."""
+        return StepReading(
+            store=self.store,
+            spend=self.spend,
+            pause=self.pause,
+            run_id=run.id,
+            shown=alerts_shown(transcript),
+        )
+
+    async def _write_results(
+        self, run: Run, results: Step, transcript: Sequence[Step]
+    ) -> tuple[Run, StepReads | None]:
+        """Checkpoint a tool round's results (already in `transcript`) and, for a model
+        run, make the reads of its next model call in the same round trip."""
+        if run.engine != "model":
+            return await self._write(run, (results,)), None
+        reading = self._reading(run, transcript)
+        written, answers = await self.checkpoints.write_beside(run, (results,), reading.commands())
+        return written, await reading.parse(answers)
+
+    async def _write_reply(self, run: Run, reply: EngineReply) -> tuple[Run, _Seen | None]:
+        """Checkpoint the engine's reply, with the model call's cost in today's spend and,
+        when it asks for tools, a read of the pause key, all in one round trip (on one
+        server: see `RunStore.write`); returns the pause key as read, if it was."""
+        beside = []
+        if reply.usage is not None:
+            dollars = self.prices.cost(self.model_name, reply.usage)
+            beside += self.spend.adding(reply.usage, dollars)
+        counted = len(beside)
+        if self.pause is not None and isinstance(reply.turn, RunTools):
+            beside.append(self.pause.reading())
+        written, answers = await self.checkpoints.write_beside(
+            self._account(run, reply), reply.steps, beside
+        )
+        if counted:
+            self.spend.added(answers[:counted])
+        if self.pause is None or len(answers) == counted:
+            return written, None
+        [raw] = answers[counted:]
+        if isinstance(raw, Exception):
+            raise raw
+        return written, _Seen(await self.pause.state_of(raw))
 
     @property
     def _vetting(self) -> Vetting:
@@ -184,21 +236,23 @@ class Investigator:
         self.metrics.investigation_duration.observe(time.monotonic() - started)
         self.metrics.run_steps.observe(run.steps)
 
-    async def _next_turn(self, run: Run, transcript: Sequence[Step]) -> EngineReply:
+    async def _next_turn(
+        self, run: Run, transcript: Sequence[Step], reads: StepReads | None
+    ) -> EngineReply:
         if run.engine == "runbook":
             return await self.planner.next_turn(run, transcript)
-        reason = await self._why_not_model(run)
+        reason = await self._why_not_model(run, reads)
         if reason is not None:
             return EngineReply(turn=HandOver(reason=reason))
         assert self.model is not None  # noqa: S101 - _why_not_model checked it
         started = time.monotonic()
+        # Its cost is counted in today's spend by its checkpoint (`_write_reply`).
         reply = await self.model.next_turn(run, transcript)
-        if reply.usage is not None:
-            await self.spend.add(reply.usage, self.prices.cost(self.model_name, reply.usage))
         for side in reply.side_calls:
-            await record_call(self.checkpoints.audit, self.spend, run.id, side)
-        await audit_compactions(self.checkpoints.audit, run.id, reply.steps)
-        await self.checkpoints.audit(
+            await record_call(self.checkpoints.note, self.spend, run.id, side)
+        # Noted: the reply's checkpoint writes these events.
+        await audit_compactions(self.checkpoints.note, run.id, reply.steps)
+        await self.checkpoints.note(
             run.id,
             "model_call",
             model=self.model_name,
@@ -210,29 +264,6 @@ class Investigator:
         )
         count(self.metrics, "model", reply.redactions)
         return reply
-
-    async def _alert_news(
-        self, run: Run, transcript: Sequence[Step]
-    ) -> tuple[Step | None, list[tuple[str, Flag]]]:
-        """A user step with the group's alerts the model has not seen yet, if any, and the
-        flags their text raises.
-
-        The run's alert log starts with the alert of the first step; every later alert
-        step carries one text part per log entry, so their count says what was shown.
-        """
-        if not transcript or transcript[-1].role != "user":
-            return None, []
-        shown = 1 + sum(len(s.content) for s in transcript[1:] if s.author == "alert")
-        news = await self.store.alert_log(run.id, start=shown)
-        if not news:
-            return None, []
-        step = Step(
-            index=len(transcript),
-            role="user",
-            author="alert",
-            content=[TextPart(text=_describe_alert(a)) for a in news],
-        )
-        return step, [found for alert in news for found in alert_flags(alert)]
 
     async def _briefing(self, run: Run, transcript: Sequence[Step]) -> Step | None:
         """The briefing step before the run's first model turn (`bot.guidance`), if any."""
@@ -258,10 +289,10 @@ class Investigator:
             )
         return self.model.resume(last)
 
-    async def _why_not_model(self, run: Run) -> str | None:
+    async def _why_not_model(self, run: Run, reads: StepReads | None) -> str | None:
         if self.model is None:
             return "no ANTHROPIC_API_KEY: the runbook planner investigates"
-        day_tokens, day_dollars = await self.spend.today()
+        day_tokens, day_dollars = reads.spent if reads is not None else await self.spend.today()
         spent = Spend(
             steps=run.model_calls,
             tokens=run.usage.total,
@@ -316,8 +347,7 @@ class Investigator:
             decisions = await approve_by_policy(self.store, run, proposal, requirement)
             update |= {"status": RunStatus.EXECUTING, "decisions": decisions}
         run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], proposal)
-        run = await self._write(run.model_copy(update=update))
-        await self.checkpoints.audit(
+        await self.checkpoints.note(
             run.id,
             "proposal",
             proposal=proposal.id,
@@ -327,13 +357,14 @@ class Investigator:
             policy=requirement.reason,
         )
         if not requirement.allowed:
-            await self.checkpoints.audit(run.id, "proposal_forbidden", reason=requirement.reason)
-        return run
+            await self.checkpoints.note(run.id, "proposal_forbidden", reason=requirement.reason)
+        return await self._write(run.model_copy(update=update))
 
     async def _finish(self, run: Run, turn: Finish) -> Run:
         status = RunStatus.NEEDS_ATTENTION if turn.needs_attention else RunStatus.CONCLUDED
         run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], None)
-        run = await self._write(
+        await self.checkpoints.note(run.id, "finished", status=status.value, summary=turn.summary)
+        return await self._write(
             run.model_copy(
                 update={
                     "status": status,
@@ -343,8 +374,6 @@ class Investigator:
                 }
             )
         )
-        await self.checkpoints.audit(run.id, "finished", status=status.value, summary=turn.summary)
-        return run
 
     async def _headline(
         self, run: Run, summary: str, findings: Sequence[Finding], proposal: Proposal | None
@@ -356,7 +385,7 @@ class Investigator:
             summary=summary,
             findings=findings,
             proposal=proposal,
-            audit=self.checkpoints.audit,
+            audit=self.checkpoints.note,
             spend=self.spend,
             metrics=self.metrics,
         )
@@ -365,6 +394,8 @@ class Investigator:
         return await self.checkpoints.write(run, steps)
 
 
-def _describe_alert(alert: Alert) -> str:
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-    return f"Alert group update: {alert.title!r} is now {alert.status} ({labels})."
+@dataclass(frozen=True)
+class _Seen:
+    """The pause state as a read of its key found it, just before."""
+
+    state: PauseState | None

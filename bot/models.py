@@ -44,7 +44,7 @@ class Stored(BaseModel):
 class Alert(Stored):
     """One alert from any source, normalised."""
 
-    source: Literal["alertmanager", "generic", "slack", "cli"]
+    source: Literal["alertmanager", "grafana", "pagerduty", "generic", "slack", "cli"]
     fingerprint: str
     group_key: str
     status: Literal["firing", "resolved"] = "firing"

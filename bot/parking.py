@@ -72,7 +72,7 @@ async def park(
     except LeaseHeld:
         log.info("not parked: the run is leased elsewhere", extra={"run_id": entry.run_id})
         return False
-    await queue.ack(entry.id)
+    await queue.ack(entry)
     log.error(
         "queue entry parked in the dead-letter stream",
         extra={"run_id": entry.run_id, "deliveries": entry.deliveries},

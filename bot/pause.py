@@ -6,7 +6,9 @@
 
 Both keys are global, each in its own hash slot: they are never part of a script or a
 MULTI with a run's keys. Every check is one GET, made right before the step it guards
-(a model call, a tool round, a planner step, claiming an action) and never cached.
+(a model call, a tool round, a planner step, claiming an action) and never cached; in the
+investigation it rides in a round trip the loop makes anyway: with the other reads before
+a model call (`bot.step_reads`), beside the model reply's checkpoint before a tool round.
 
 A process started with `INCIDENT_BOT_PAUSED=true` keeps the bot paused: when the key is
 missing it sets it again at its next check (`source: setting`).
@@ -20,6 +22,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.batching import Command
 from bot.errors import IncidentBotError
 from bot.models import utcnow
 from bot.redis_connection import RedisClient
@@ -94,7 +97,16 @@ class PauseSwitch:
 
     async def current(self) -> PauseState | None:
         """The pause in force, or None (one GET; with the setting, the key is set again)."""
-        raw = await self._redis.get(self.key)
+        return await self.state_of(await self._redis.get(self.key))
+
+    def reading(self) -> Command:
+        """The command that reads the key, for a caller that sends it itself (beside a
+        checkpoint: `RunStore.write`); `state_of` takes its answer."""
+        return ("GET", self.key)
+
+    async def state_of(self, raw: str | bytes | None) -> PauseState | None:
+        """The pause in force when the key holds `raw`, just read (None: missing); with
+        the setting, a missing key is set again."""
         if raw is None and self.setting:
             state = self.setting_state()
             if await self._redis.set(self.key, state.model_dump_json(), nx=True):
@@ -129,7 +141,12 @@ class PauseSwitch:
     async def check(self, run_id: str, where: str, audit: Audit) -> None:
         """Raise `Paused` when the bot is paused, having noted the run as stopped (and
         audited it) so that resume queues it again; return when the drive may go on."""
-        state = await self.current()
+        await self.stop_if(await self.current(), run_id, where, audit)
+
+    async def stop_if(
+        self, state: PauseState | None, run_id: str, where: str, audit: Audit
+    ) -> None:
+        """`check`, with the pause state just read (`current`, `state_of`)."""
         if state is None:
             return
         await self._redis.hset(self.runs_key, run_id, "stopped")

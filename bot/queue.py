@@ -1,14 +1,21 @@
-"""The work queue: a Redis Stream read by a consumer group that every replica joins.
+"""The work queue: Redis Streams read by a consumer group that every replica joins.
 
 An entry names a run to drive (`start` or `resume`). A worker reads it, drives the run,
-and acknowledges it. An entry stays pending while its worker lives (the worker touches
-it, resetting its idle time); entries of a dead worker become idle and are reclaimed by
-any other worker with `XAUTOCLAIM`. Slots (sorted sets of run ids with an expiry) cap
-how many investigations run at once, in all and per service, across replicas.
+and acknowledges it. Resumes (a human decided, a pause was lifted) have a stream of
+their own, `queue:resume`, that workers read before the starts in `queue`, so that an
+alert flood never queues ahead of a click; `queue` also still holds the resumes queued
+before `queue:resume` existed, driven in their turn. Each stream is read by a command
+of its own (no shared hash slot needed on a cluster).
 
-Each entry carries its delivery count (Redis counts, per pending entry, how often it was
-handed out). An entry whose drives keep failing is copied to the dead-letter stream
-`queue:dead` (trimmed to its newest `DEAD_LETTERS_MAXLEN`) and acknowledged.
+An entry stays pending while its worker lives (the worker touches it, resetting its
+idle time); entries of a dead worker become idle and are reclaimed by any other worker
+with `XAUTOCLAIM`. Slots (sorted sets of run ids with an expiry) cap how many
+investigations run at once, in all and per service, across replicas.
+
+Each entry carries its stream and its delivery count (Redis counts, per pending entry,
+how often it was handed out). An entry whose drives keep failing is copied to the
+dead-letter stream `queue:dead` (trimmed to its newest `DEAD_LETTERS_MAXLEN`) and
+acknowledged.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ return 1
 class Entry:
     """One queue entry: drive this run."""
 
-    id: str
+    id: str  # in `stream`
+    stream: str  # the key it is in: it is touched, reclaimed and acknowledged there
     run_id: str
     reason: Literal["start", "resume"]
     deliveries: int = 1  # how often Redis has handed the entry out, this time included
@@ -72,36 +80,70 @@ class WorkQueue:
         self.redis = client
         self._p = prefix
         self.stream = f"{prefix}queue"
+        self.resume_stream = f"{prefix}queue:resume"
+        self.streams = (self.resume_stream, self.stream)  # in the order workers read them
         self.dead_letters_stream = f"{prefix}queue:dead"
         self._take_slots = client.register_script(_TAKE_SLOTS)
 
     async def ensure_group(self) -> None:
-        """Create the stream and its consumer group if they do not exist."""
-        try:
-            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the streams and their consumer group if they do not exist."""
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
-    async def enqueue(self, run_id: str, reason: Literal["start", "resume"]) -> str:
-        """Add an entry; returns its id once Redis has it."""
+    async def enqueue(self, run_id: str, reason: Literal["start", "resume"]) -> Entry:
+        """Add an entry (a resume to the resume stream); returns it once Redis has it."""
+        stream = self.resume_stream if reason == "resume" else self.stream
         fields: dict[Any, Any] = {"run_id": run_id, "reason": reason}
-        return cast(str, await self.redis.xadd(self.stream, fields))
+        entry_id = cast(str, await self.redis.xadd(stream, fields))
+        return Entry(id=entry_id, stream=stream, run_id=run_id, reason=reason, deliveries=0)
 
-    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]:
-        """New entries for this consumer (waits up to `block_ms` for one)."""
+    def start_command(self, run_id: str) -> tuple[str, ...]:
+        """`enqueue(run_id, "start")` as a command, for a caller that sends it together
+        with its own (`bot.batching`)."""
+        return ("XADD", self.stream, "*", "run_id", run_id, "reason", "start")
+
+    async def read(
+        self, consumer: str, *, count: int, block_ms: int, only_resumes: bool = False
+    ) -> list[Entry]:
+        """New entries for this consumer, resumes first: the resume stream is read without
+        waiting, and only when it has none does the read wait up to `block_ms` for a
+        start. With `only_resumes` the wait is for a resume, and starts are never read."""
+        if only_resumes:
+            return await self._read(self.resume_stream, consumer, count=count, block_ms=block_ms)
+        resumes = await self._read(self.resume_stream, consumer, count=count, block_ms=None)
+        return resumes or await self._read(self.stream, consumer, count=count, block_ms=block_ms)
+
+    async def _read(
+        self, stream: str, consumer: str, *, count: int, block_ms: int | None
+    ) -> list[Entry]:
         answer = await self.redis.xreadgroup(
-            GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms
+            GROUP, consumer, {stream: ">"}, count=count, block=block_ms
         )
         if not answer:
             return []
         entries = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], answer)[0][1]
-        return [_entry(entry_id, fields) for entry_id, fields in entries]
+        return [_entry(stream, entry_id, fields) for entry_id, fields in entries]
 
-    async def reclaim(self, consumer: str, *, min_idle_ms: int, count: int) -> list[Entry]:
-        """Entries idle for `min_idle_ms` (their worker died), now this consumer's."""
+    async def reclaim(
+        self, consumer: str, *, min_idle_ms: int, count: int, only_resumes: bool = False
+    ) -> list[Entry]:
+        """Entries idle for `min_idle_ms` (their worker died), now this consumer's:
+        resumes first, and only resumes with `only_resumes`."""
+        for stream in self.streams[:1] if only_resumes else self.streams:
+            found = await self._reclaim(stream, consumer, min_idle_ms=min_idle_ms, count=count)
+            if found:
+                return found
+        return []
+
+    async def _reclaim(
+        self, stream: str, consumer: str, *, min_idle_ms: int, count: int
+    ) -> list[Entry]:
         answer = await self.redis.xautoclaim(
-            self.stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+            stream, GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
         )
         claimed = cast(list[tuple[str, dict[str, str] | None]], answer[1])
         # Entries deleted meanwhile come back without fields: nothing to do for them.
@@ -111,24 +153,24 @@ class WorkQueue:
         # XAUTOCLAIM counted this delivery; XPENDING tells the count.
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry_id, _ in found:
-                pipe.xpending_range(self.stream, GROUP, min=entry_id, max=entry_id, count=1)
+                pipe.xpending_range(stream, GROUP, min=entry_id, max=entry_id, count=1)
             pending = cast(list[list[dict[str, Any]]], await pipe.execute())
         return [
-            _entry(entry_id, fields, deliveries=int(p[0]["times_delivered"]) if p else 1)
+            _entry(stream, entry_id, fields, deliveries=int(p[0]["times_delivered"]) if p else 1)
             for (entry_id, fields), p in zip(found, pending, strict=True)
         ]
 
-    async def touch(self, consumer: str, entry_id: str) -> None:
+    async def touch(self, consumer: str, entry: Entry) -> None:
         """Reset an entry's idle time: its worker is alive and still on it."""
         await self.redis.xclaim(
-            self.stream, GROUP, consumer, min_idle_time=0, message_ids=[entry_id], justid=True
+            entry.stream, GROUP, consumer, min_idle_time=0, message_ids=[entry.id], justid=True
         )
 
     async def uncount(self, consumer: str, entry: Entry) -> None:
         """Take this delivery back from the entry's count: it was handed out but not
         driven (another worker held the run). Also resets its idle time."""
         await self.redis.xclaim(
-            self.stream,
+            entry.stream,
             GROUP,
             consumer,
             min_idle_time=0,
@@ -137,11 +179,11 @@ class WorkQueue:
             retrycount=max(entry.deliveries - 1, 0),
         )
 
-    async def ack(self, entry_id: str) -> None:
+    async def ack(self, entry: Entry) -> None:
         """The entry is done: acknowledge and delete it."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, GROUP, entry_id)
-            pipe.xdel(self.stream, entry_id)
+            pipe.xack(entry.stream, GROUP, entry.id)
+            pipe.xdel(entry.stream, entry.id)
             await pipe.execute()
 
     async def dead_letter(self, entry: Entry, *, status: str, error: str) -> str:
@@ -200,31 +242,36 @@ class WorkQueue:
         await self.redis.zrem(f"{self._p}workers", owner)
 
     async def depth(self) -> int:
-        """Entries in the queue, read or not."""
-        return await self.redis.xlen(self.stream)
+        """Entries in the queue (both streams), read or not."""
+        return sum([await self.redis.xlen(stream) for stream in self.streams])
 
     async def oldest_age_seconds(self) -> float:
-        """Age of the oldest entry (0 when empty)."""
-        oldest = cast(list[tuple[str, Any]], await self.redis.xrange(self.stream, count=1))
-        if not oldest:
+        """Age of the oldest entry of either stream (0 when both are empty)."""
+        firsts = [
+            cast(list[tuple[str, Any]], await self.redis.xrange(stream, count=1))
+            for stream in self.streams
+        ]
+        millis = [int(first[0][0].split("-")[0]) for first in firsts if first]
+        if not millis:
             return 0.0
-        millis = int(oldest[0][0].split("-")[0])
-        return max(0.0, time.time() - millis / 1000)
+        return max(0.0, time.time() - min(millis) / 1000)
 
     async def queued_runs(self) -> set[str]:
-        """The runs that have an entry in the queue, read or not (acknowledged entries
-        are deleted, so these are the ones a worker will still drive)."""
+        """The runs that have an entry in either stream, read or not (acknowledged
+        entries are deleted, so these are the ones a worker will still drive)."""
         found: set[str] = set()
-        start = "-"
-        while True:
-            page = cast(
-                list[tuple[str, dict[str, str]]],
-                await self.redis.xrange(self.stream, min=start, count=500),
-            )
-            found.update(fields["run_id"] for _, fields in page if "run_id" in fields)
-            if len(page) < 500:
-                return found
-            start = "(" + page[-1][0]
+        for stream in self.streams:
+            start = "-"
+            while True:
+                page = cast(
+                    list[tuple[str, dict[str, str]]],
+                    await self.redis.xrange(stream, min=start, count=_PAGE),
+                )
+                found.update(fields["run_id"] for _, fields in page if "run_id" in fields)
+                if len(page) < _PAGE:
+                    break
+                start = "(" + page[-1][0]
+        return found
 
     def slot_keys(self, service: str) -> list[str]:
         """The global slot set and the service's: one hash tag, so that `take_slots`
@@ -253,9 +300,13 @@ class WorkQueue:
             await self.redis.zrem(key, run_id)
 
 
-def _entry(entry_id: str, fields: dict[str, str], *, deliveries: int = 1) -> Entry:
+def _entry(stream: str, entry_id: str, fields: dict[str, str], *, deliveries: int = 1) -> Entry:
     return Entry(
-        id=entry_id, run_id=fields["run_id"], reason=_reason(fields), deliveries=deliveries
+        id=entry_id,
+        stream=stream,
+        run_id=fields["run_id"],
+        reason=_reason(fields),
+        deliveries=deliveries,
     )
 
 

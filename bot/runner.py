@@ -59,8 +59,7 @@ class RunDriver:
         """
         async with self._lease(run_id):
             # Counted first: a decision recorded during the drive is one it has not seen.
-            seen = await self.store.decision_count(run_id)
-            run = await self.store.load(run_id)
+            seen, run = await self.store.load_counted(run_id)
             while True:
                 before = run.status
                 run = await self._step(run)
@@ -73,8 +72,7 @@ class RunDriver:
         proposal past its approval timeout with no verdict expires. Goes no further (an
         approved run is left `executing` for a worker); raises `LeaseHeld`."""
         async with self._lease(run_id):
-            seen = await self.store.decision_count(run_id)
-            run = await self.store.load(run_id)
+            seen, run = await self.store.load_counted(run_id)
             if run.status is RunStatus.AWAITING_APPROVAL:
                 run = await self._settle_proposal(run)
             await self.marks.mark(run_id, seen)
@@ -223,6 +221,15 @@ class RunDriver:
             renewer.cancel()
             # Never raises: the renewer ends only by cancellation or by returning.
             await asyncio.wait([renewer])
+            try:
+                # Events noted for a write that never came (the drive failed) still count.
+                await self.checkpoints.flush(run_id)
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "could not append the drive's last audit events: %s",
+                    exc,
+                    extra={"run_id": run_id},
+                )
             try:
                 await self.store.release_lease(run_id, owner)
             except (RedisError, OSError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from bot.approvals import assess, refusal
@@ -12,7 +12,15 @@ from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
 from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
 from bot.runner import RunDriver
-from bot.untrusted import alert_flags, count, merge_flags, record_flags, redact_alert
+from bot.store import AuditEntry
+from bot.untrusted import (
+    alert_flags,
+    count,
+    count_flags,
+    flag_events,
+    merge_flags,
+    redact_alert,
+)
 
 POLL_SECONDS = 0.5
 
@@ -36,9 +44,17 @@ def alert_step(alert: Alert) -> Step:
 
 
 async def start_run(
-    deps: Deps, alert: Alert, *, trigger: str = "alert", run_id: str | None = None
+    deps: Deps,
+    alert: Alert,
+    *,
+    trigger: str = "alert",
+    run_id: str | None = None,
+    alerts: Sequence[Alert] = (),
+    events: Sequence[AuditEntry] = (),
 ) -> Run:
-    """Create a queued run for the alert, with the alert as its first step.
+    """Create a queued run for the alert, with the alert as its first step, in one write
+    with its group's `alerts` (logged as `fold_alerts` logs them) and further audit
+    `events` (after its own: `created`, and a flag's).
 
     Raises `RunExists` when `run_id` names a run that was already created.
     """
@@ -55,16 +71,15 @@ async def start_run(
             "flags": flags,
         }
     )
-    created = await deps.store.create(run, [alert_step(alert)])
-    deps.metrics.runs_started.labels(trigger).inc()
-    await deps.store.audit(
-        created.id,
-        "created",
-        trigger=trigger,
-        alert=alert.title,
-        redactions=redactions or None,
+    created_event = {"trigger": trigger, "alert": alert.title, "redactions": redactions or None}
+    created = await deps.store.create(
+        run,
+        [alert_step(alert)],
+        events=[("created", created_event), *flag_events(found), *events],
+        alerts=alerts,
     )
-    await record_flags(deps.store.audit, deps.metrics, created.id, found)
+    deps.metrics.runs_started.labels(trigger).inc()
+    count_flags(deps.metrics, found)
     return created
 
 

@@ -24,8 +24,16 @@ from bot.dedup import AlertGroups
 from bot.deps import Deps, open_deps
 from bot.errors import ConfigError
 from bot.heap import freeze_startup_heap
-from bot.intake.auth import WebhookAuth
-from bot.intake.http import INTAKE, Intake, alertmanager_webhook, generic_schema, generic_webhook
+from bot.intake.auth import WebhookAuth, signed_sources
+from bot.intake.http import (
+    INTAKE,
+    Intake,
+    alertmanager_webhook,
+    generic_schema,
+    generic_webhook,
+    grafana_webhook,
+    pagerduty_webhook,
+)
 from bot.loop_lag import LoopLagMonitor
 from bot.metrics import Metrics
 from bot.pausing import pause
@@ -62,6 +70,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app.router.add_routes(
         [
             web.post("/webhooks/alertmanager", alertmanager_webhook),
+            web.post("/webhooks/grafana", grafana_webhook),
+            web.post("/webhooks/pagerduty", pagerduty_webhook),
             web.post("/webhooks/generic", generic_webhook),
             web.get("/webhooks/generic/schema", generic_schema),
             web.post("/slack/events", slack_events),
@@ -96,6 +106,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             deps.queue,
             WorkerLimits(
                 workers=settings.workers,
+                resume_workers=settings.resume_workers if settings.workers else 0,
                 global_investigations=settings.max_investigations,
                 service_investigations=settings.max_investigations_per_service,
                 reclaim_after_seconds=settings.reclaim_after_seconds,
@@ -130,6 +141,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             auth=auth,
             max_body_bytes=settings.max_body_bytes,
             on_admitted=slack.threads.on_admitted if slack else None,
+            signed=signed_sources(settings),
         )
         yield
 

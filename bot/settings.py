@@ -92,8 +92,30 @@ class Settings(BaseSettings):
     allow_unauthenticated_webhooks: bool = Field(
         default=False, alias="INCIDENT_BOT_ALLOW_UNAUTHENTICATED_WEBHOOKS"
     )
+    # Set: `POST /webhooks/grafana` takes only bodies that Grafana's contact point signed
+    # with this secret (its "HMAC signature" setting), instead of the webhook token.
+    grafana_webhook_secret: SecretStr | None = Field(
+        default=None, alias="INCIDENT_BOT_GRAFANA_WEBHOOK_SECRET"
+    )
+    # The contact point's signature header; unset: Grafana's default names.
+    grafana_signature_header: str | None = Field(
+        default=None, alias="INCIDENT_BOT_GRAFANA_SIGNATURE_HEADER"
+    )
+    # The contact point's timestamp header, when it has one: then it is required, signed
+    # and at most 5 minutes off.
+    grafana_timestamp_header: str | None = Field(
+        default=None, alias="INCIDENT_BOT_GRAFANA_TIMESTAMP_HEADER"
+    )
+    # Set: `POST /webhooks/pagerduty` takes only bodies signed with the V3 webhook
+    # subscription's secret (`X-PagerDuty-Signature`), instead of the webhook token.
+    pagerduty_webhook_secret: SecretStr | None = Field(
+        default=None, alias="INCIDENT_BOT_PAGERDUTY_WEBHOOK_SECRET"
+    )
     max_body_bytes: int = Field(default=1024 * 1024, alias="INCIDENT_BOT_MAX_BODY_BYTES")
     workers: int = Field(default=4, alias="INCIDENT_BOT_WORKERS")
+    # Beside `workers` (none where that is 0), workers that take only resumes: a click is
+    # driven at once even while every other worker is on a long investigation.
+    resume_workers: int = Field(default=2, ge=0, alias="INCIDENT_BOT_RESUME_WORKERS")
     max_investigations: int = Field(default=20, alias="INCIDENT_BOT_MAX_INVESTIGATIONS")
     max_investigations_per_service: int = Field(
         default=3, alias="INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE"

@@ -6,13 +6,24 @@ With `metrics` and the policy's daily budgets, each add and read sets
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
+from bot.batching import Command
 from bot.metrics import Metrics
 from bot.models import Usage, utcnow
 from bot.redis_connection import RedisClient
 
 _KEEP_SECONDS = 3 * 24 * 3600
+# KEYS: today's tokens, dollars.  ARGV: tokens, dollars, seconds to keep them.
+# Sent with EVAL, not EVALSHA: it may ride in a pipeline, where a lost script cache
+# could not be loaded again; it is short.
+_ADD = """
+local tokens = redis.call('INCRBY', KEYS[1], ARGV[1])
+local dollars = redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {tokens, dollars}
+"""
 
 
 class DailySpend:
@@ -33,25 +44,39 @@ class DailySpend:
         self._metrics = metrics
         self._budgets = {"tokens": day_tokens, "dollars": day_dollars}
 
+    def today_keys(self) -> list[str]:
+        """The keys of today's tokens and dollars (read by `today`; `counted` parses them)."""
+        return list(self._keys(utcnow()))
+
     def _keys(self, day: datetime) -> tuple[str, str]:
-        # The day is the hash tag: one transaction writes both (one slot on a Redis Cluster).
+        # The day is the hash tag: one script writes both (one slot on a Redis Cluster).
         stamp = f"{{{day:%Y-%m-%d}}}"
         return f"{self._p}spend:{stamp}:tokens", f"{self._p}spend:{stamp}:dollars"
 
     async def add(self, usage: Usage, dollars: float) -> None:
-        """Count one model call."""
+        """Count one model call (both counters at once: one script)."""
+        self.added([await self._redis.execute_command(*self.adding(usage, dollars)[0])])
+
+    def adding(self, usage: Usage, dollars: float) -> list[Command]:
+        """The command that counts one model call, for a caller that sends it itself
+        (beside a checkpoint: `RunStore.write`); `added` takes its answer."""
         tokens_key, dollars_key = self._keys(utcnow())
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(tokens_key, usage.total)
-            pipe.incrbyfloat(dollars_key, dollars)
-            pipe.expire(tokens_key, _KEEP_SECONDS)
-            pipe.expire(dollars_key, _KEEP_SECONDS)
-            tokens, dollars, *_ = await pipe.execute()
+        return [("EVAL", _ADD, 2, tokens_key, dollars_key, usage.total, dollars, _KEEP_SECONDS)]
+
+    def added(self, answers: list[Any]) -> None:
+        """Take the answer to `adding`'s command (raising it if it is an error)."""
+        [answer] = answers
+        if isinstance(answer, Exception):
+            raise answer
+        tokens, dollars = answer
         self._used(int(tokens), float(dollars))
 
     async def today(self) -> tuple[int, float]:
         """Tokens and dollars spent so far today."""
-        values = cast(list[str | None], await self._redis.mget(list(self._keys(utcnow()))))
+        return self.counted(cast(list[str | None], await self._redis.mget(self.today_keys())))
+
+    def counted(self, values: list[str | None]) -> tuple[int, float]:
+        """Tokens and dollars from the values of `today_keys`, just read."""
         tokens, dollars = int(values[0] or 0), float(values[1] or 0.0)
         self._used(tokens, dollars)
         return tokens, dollars

@@ -19,15 +19,20 @@ so its Lua scripts also work on Redis Cluster):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
+from bot.batching import Batches, Command
 from bot.errors import (
     LeaseHeld,
     ProposalError,
@@ -49,16 +54,23 @@ from bot.models import (
 from bot.redis_connection import RedisClient
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
-# new doc, status, updated_at, ttl seconds for a finished run (0: keep), n steps, steps...
-# Returns {new version, status before the write}, or {-1, lease holder} / {-2, version}.
+# new doc, status, updated_at, ttl seconds for a finished run (0: keep), audit maxlen,
+# n steps, n events, then the steps and (event, at, data) per audit event.
+# Returns {new version, status before the write}, or {-1, lease holder} / {-2, version}
+# (then nothing is written).
 _CHECKPOINT = """
 local lease = redis.call('GET', KEYS[3])
 if lease ~= ARGV[1] then return {-1, lease or ''} end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 if version ~= tonumber(ARGV[2]) then return {-2, tostring(version)} end
 local was = redis.call('HGET', KEYS[1], 'status') or ''
-local n = tonumber(ARGV[7])
-if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 8, 7 + n)) end
+local steps, events = tonumber(ARGV[8]), tonumber(ARGV[9])
+if steps > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 10, 9 + steps)) end
+local first = 10 + steps
+for i = first, first + 3 * (events - 1), 3 do
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*',
+             'event', ARGV[i], 'at', ARGV[i + 1], 'data', ARGV[i + 2])
+end
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'version', version + 1,
            'status', ARGV[4], 'updated_at', ARGV[5])
 local ttl = tonumber(ARGV[6])
@@ -68,13 +80,30 @@ end
 return {version + 1, was}
 """
 
-# KEYS: run hash, transcript.  ARGV: doc, status, updated_at, n steps, steps...
+# Creates a run, with its first audit events and its group's first alerts, in one call.
+# KEYS: run hash, transcript, audit, alert hash, alert log.  ARGV: doc, status, updated_at,
+# audit maxlen, n steps, n events, then the steps, (event, at, data) per event and
+# (fingerprint, status, alert JSON) per alert.
+# Returns the alerts logged, or -1 when the run exists (then nothing is written).
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'version', 1, 'status', ARGV[2], 'updated_at', ARGV[3])
-local n = tonumber(ARGV[4])
-if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 5, 4 + n)) end
-return 1
+local steps, events = tonumber(ARGV[5]), tonumber(ARGV[6])
+if steps > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 7, 6 + steps)) end
+local first = 7 + steps
+for i = first, first + 3 * (events - 1), 3 do
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+             'event', ARGV[i], 'at', ARGV[i + 1], 'data', ARGV[i + 2])
+end
+local logged = 0
+for i = first + 3 * events, #ARGV, 3 do
+  if redis.call('HGET', KEYS[4], ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+    redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+    logged = logged + 1
+  end
+end
+return logged
 """
 
 _RENEW = """
@@ -108,11 +137,11 @@ return 1
 
 # Folds one delivery of a group's alerts into a run, in one round trip.
 # KEYS: run hash, its alert hash, its alert log.  ARGV: terminal statuses (comma-joined),
-# statuses that release the group (comma-joined), then (fingerprint, status, alert JSON)
-# per alert.
-# Returns {run status or '', 1 if the run ended and an alert fires anew, alerts logged,
-# 1 if the run was marked as queued}. An ended run only takes alerts it saw firing; a
-# run that released its group takes no firing alert at all.
+# statuses that release the group (comma-joined), '1' to write or '0' only to tell what
+# a write would do, then (fingerprint, status, alert JSON) per alert.
+# Returns {run status or '', 1 if the run ended and an alert fires anew, alerts logged
+# (or that would be), 1 if the run was marked as queued}. An ended run only takes alerts
+# it saw firing; a run that released its group takes no firing alert at all.
 _FOLD_ALERTS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'', 0, 0, 0} end
@@ -121,18 +150,21 @@ local function among(list)
 end
 if among(ARGV[1]) then
   local released = among(ARGV[2])
-  for i = 3, #ARGV, 3 do
+  for i = 4, #ARGV, 3 do
     local seen = redis.call('HGET', KEYS[2], ARGV[i])
     if ARGV[i + 1] == 'firing' and (released or seen ~= 'firing') then
       return {status, 1, 0, 0}
     end
   end
 end
+local write = ARGV[3] == '1'
 local logged = 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-    redis.call('RPUSH', KEYS[3], ARGV[i + 2])
+    if write then
+      redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+      redis.call('RPUSH', KEYS[3], ARGV[i + 2])
+    end
     logged = logged + 1
   end
 end
@@ -140,7 +172,13 @@ return {status, 0, logged, redis.call('HEXISTS', KEYS[1], 'enqueued')}
 """
 
 AUDIT_MAXLEN = 10_000
+# `_FOLD_ALERTS`'s first arguments: the terminal states, and the one that releases a group.
+_FOLD_STATES = (",".join(s.value for s in TERMINAL_STATES), RunStatus.EXPIRED.value)
 _LIST_PAGE = 100  # runs read and parsed between two returns to the event loop
+
+
+# An audit event to write: its name and data.
+AuditEntry = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,10 +207,12 @@ class AuditEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class Written:
-    """A checkpoint as written: the run with its new version, and its status before."""
+    """A checkpoint as written: the run with its new version, its status before, and the
+    answers to the commands sent beside it (`RunStore.write`)."""
 
     run: Run
     was: RunStatus
+    beside: list[Any] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -193,6 +233,8 @@ class RunStore:
         self._release = client.register_script(_RELEASE)
         self._decide = client.register_script(_DECIDE)
         self._fold_alerts = client.register_script(_FOLD_ALERTS)
+        # Concurrent callers' commands share round trips, on a single server.
+        self.batches = None if isinstance(client, RedisCluster) else Batches(client)
 
     # -- keys -------------------------------------------------------------------------
     def run_key(self, run_id: str) -> str:
@@ -230,35 +272,98 @@ class RunStore:
         ]
 
     # -- runs -------------------------------------------------------------------------
-    async def create(self, run: Run, steps: Sequence[Step] = ()) -> Run:
-        """Store a new run (version 1) with its first transcript steps."""
+    async def create(
+        self,
+        run: Run,
+        steps: Sequence[Step] = (),
+        *,
+        events: Sequence[AuditEntry] = (),
+        alerts: Sequence[Alert] = (),
+    ) -> Run:
+        """Store a new run (version 1) with its first transcript steps, audit `events`
+        and group `alerts` (logged as `fold_alerts` logs them), all in one script.
+
+        The run is listed in the indexes first, so that a crash right after the script
+        leaves a run the sweeper sees (`queued` without a queue entry: it queues it); a
+        listed id whose run was never written is skipped by every reader.
+        """
         created = run.model_copy(update={"version": 1, "steps": len(steps)})
-        created_ok = await self._create(
-            keys=[self.run_key(run.id), self._transcript_key(run.id)],
-            args=[
-                created.model_dump_json(),
-                created.status.value,
-                created.updated_at.isoformat(),
-                len(steps),
-                *(s.model_dump_json() for s in steps),
-            ],
-        )
-        if not created_ok:
+        args: list[str | int] = [
+            created.model_dump_json(),
+            created.status.value,
+            created.updated_at.isoformat(),
+            AUDIT_MAXLEN,
+            len(steps),
+            len(events),
+            *(s.model_dump_json() for s in steps),
+        ]
+        for event, data in events:
+            args += _audit_fields(event, data).values()
+        for alert in alerts:
+            args += [alert.fingerprint, alert.status, alert.model_dump_json()]
+        base = self.run_key(run.id)
+        keys = [base, f"{base}:transcript", f"{base}:audit", f"{base}:alerts", f"{base}:alert_log"]
+        if int(await self._indexed_then_create(run.id, keys, args)) == -1:
             raise RunExists(f"run {run.id} already exists")
+        return created
+
+    async def _indexed_then_create(
+        self, run_id: str, keys: list[str], args: list[str | int]
+    ) -> Any:
+        """List the run in `runs:all`/`runs:active`, then run `_CREATE`: in one round trip
+        on one server, which runs a pipeline in order; in two on a cluster."""
         now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(f"{self._p}runs:all", {run.id: now})
+        index: list[Command] = [
+            ("ZADD", f"{self._p}runs:all", now, run_id),
             # The index keeps runs created within the retention window, else it grows
             # for ever; the runs' keys expire on their own, and unfinished ones stay
             # listed in runs:active.
-            pipe.zremrangebyscore(f"{self._p}runs:all", "-inf", now - self._retention)
-            pipe.zadd(f"{self._p}runs:active", {run.id: now})
-            await pipe.execute()
-        return created
+            ("ZREMRANGEBYSCORE", f"{self._p}runs:all", "-inf", now - self._retention),
+            ("ZADD", f"{self._p}runs:active", now, run_id),
+        ]
+        if self.batches is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in index:
+                    pipe.execute_command(*command)
+                await pipe.execute()
+            return await self._create(keys=keys, args=args)
+        create = ("EVALSHA", self._create.sha, len(keys), *keys, *args)
+        *indexed, answer = await self.batches.execute([*index, create])
+        _raise_errors(indexed)
+        return await self._answer(self._create, keys, args, answer)
+
+    async def run_script(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
+        """A registered script's answer: sharing a round trip with other callers on one
+        server (`Batches`), on its own on a cluster."""
+        if self.batches is None:
+            return await script(keys=keys, args=args)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        (answer,) = await self.batches.execute([command])
+        return await self._answer(script, keys, args, answer)
+
+    async def _answer(
+        self, script: AsyncScript, keys: list[str], args: Sequence[Any], answer: Any
+    ) -> Any:
+        """A script's answer from a pipeline: run it again (loading it) if the server did
+        not know it (it restarted, or its scripts were flushed)."""
+        if isinstance(answer, NoScriptError):
+            return await script(keys=keys, args=args)
+        _raise_errors([answer])
+        return answer
 
     async def load(self, run_id: str) -> Run:
         """The run's latest checkpoint."""
-        raw = await self.redis.hget(self.run_key(run_id), "doc")
+        return self._parsed(run_id, await self.redis.hget(self.run_key(run_id), "doc"))
+
+    async def load_counted(self, run_id: str) -> tuple[int, Run]:
+        """`decision_count`, then `load`, in one round trip (the run's keys share a slot)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self._decisions_key(run_id))
+            pipe.hget(self.run_key(run_id), "doc")
+            seen, raw = await pipe.execute()
+        return int(seen), self._parsed(run_id, raw)
+
+    def _parsed(self, run_id: str, raw: str | bytes | None) -> Run:
         if raw is None:
             raise RunNotFound(f"no run {run_id!r}")
         try:
@@ -279,8 +384,23 @@ class RunStore:
         """
         return (await self.write(run, owner=owner, steps=steps)).run
 
-    async def write(self, run: Run, *, owner: str, steps: Sequence[Step] = ()) -> Written:
-        """`checkpoint`, also telling the status the run had before this write."""
+    async def write(
+        self,
+        run: Run,
+        *,
+        owner: str,
+        steps: Sequence[Step] = (),
+        events: Sequence[AuditEntry] = (),
+        beside: Sequence[Command] = (),
+    ) -> Written:
+        """`checkpoint`, also telling the status the run had before this write; audit
+        `events` are appended by the same script (none when the write is refused).
+
+        `beside`: commands on keys outside the run's hash slot (today's spend, the pause
+        key), run whether or not the write is accepted, and not atomically with it: before
+        the script in its pipeline (one round trip) on one server, in a pipeline of their
+        own after it on a Redis Cluster. A command's error is its answer.
+        """
         updated = run.model_copy(
             update={
                 "version": run.version + 1,
@@ -296,10 +416,14 @@ class RunStore:
             updated.status.value,
             updated.updated_at.isoformat(),
             ttl,
+            AUDIT_MAXLEN,
             len(steps),
+            len(events),
             *(s.model_dump_json() for s in steps),
         ]
-        code, detail = await self._checkpoint(keys=self._run_keys(run.id), args=args)
+        for event, data in events:
+            args += _audit_fields(event, data).values()
+        (code, detail), answers = await self._checkpoint_beside(run.id, args, beside)
         if int(code) == -1:
             raise StaleWrite(f"run {run.id}: lease is held by {detail!r}, not {owner!r}")
         if int(code) == -2:
@@ -307,13 +431,43 @@ class RunStore:
         if updated.status.terminal:
             # The index lives outside the run's hash slot, so it is not in the script.
             await self.redis.zrem(f"{self._p}runs:active", run.id)
-        return Written(run=updated, was=RunStatus(detail))
+        return Written(run=updated, was=RunStatus(detail), beside=answers)
 
-    async def list_runs(self, *, limit: int = 50, active_only: bool = False) -> list[Run]:
-        """The most recent runs, newest first; read and parsed `_LIST_PAGE` at a time, so
-        that a long list (the sweeper reads 1000) does not hold the event loop for long."""
+    async def _checkpoint_beside(
+        self, run_id: str, args: list[str | int], beside: Sequence[Command]
+    ) -> tuple[Any, list[Any]]:
+        """`_CHECKPOINT`'s answer, and the answers to `beside` (see `write`)."""
+        keys = self._run_keys(run_id)
+        if not beside:
+            return await self._checkpoint(keys=keys, args=args), []
+        if isinstance(self.redis, RedisCluster):
+            answer = await self._checkpoint(keys=keys, args=args)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in beside:
+                    pipe.execute_command(*command)
+                return answer, list(await pipe.execute(raise_on_error=False))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in beside:
+                pipe.execute_command(*command)
+            # EVALSHA, not the script object: in a pipeline that would cost a SCRIPT
+            # EXISTS round trip each time.
+            pipe.evalsha(self._checkpoint.sha, len(keys), *keys, *args)
+            *answers, answer = await pipe.execute(raise_on_error=False)
+        if isinstance(answer, NoScriptError):  # the server lost its scripts (a restart)
+            answer = await self._checkpoint(keys=keys, args=args)
+        elif isinstance(answer, Exception):
+            raise answer
+        return answer, answers
+
+    async def list_runs(
+        self, *, limit: int = 50, active_only: bool = False, excluding: Container[str] = ()
+    ) -> list[Run]:
+        """The most recent runs, newest first, but for those `excluding` names (the caller
+        has them); read and parsed `_LIST_PAGE` at a time, so that a long list (the
+        sweeper reads 1000) does not hold the event loop for long."""
         index = f"{self._p}runs:active" if active_only else f"{self._p}runs:all"
-        ids = cast(list[str], await self.redis.zrevrange(index, 0, limit - 1))
+        listed = cast(list[str], await self.redis.zrevrange(index, 0, limit - 1))
+        ids = [run_id for run_id in listed if run_id not in excluding]
         runs: list[Run] = []
         for start in range(0, len(ids), _LIST_PAGE):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -416,9 +570,17 @@ class RunStore:
             pipe.zadd(f"{self._p}runs:active", {run.id: run.created_at.timestamp()})
             await pipe.execute()
 
-    async def mark_enqueued(self, run_id: str) -> None:
-        """Note that the run has a queue entry (`fold_alerts` reports it)."""
-        await self.redis.hset(self.run_key(run_id), "enqueued", 1)
+    async def mark_enqueued(self, run_id: str, queued_by: Command | None = None) -> None:
+        """Note that the run has a queue entry (`fold_alerts` reports it). `queued_by`, the
+        command that adds the entry, is sent first: in the same round trip on one server,
+        which runs them in order; awaited before the mark on a cluster."""
+        mark: Command = ("HSET", self.run_key(run_id), "enqueued", 1)
+        commands = [mark] if queued_by is None else [queued_by, mark]
+        if self.batches is not None:
+            _raise_errors(await self.batches.execute(commands))
+            return
+        for command in commands:
+            await self.redis.execute_command(*command)
 
     # -- the group's alerts -----------------------------------------------------------
     async def fold_alerts(self, run_id: str, alerts: Sequence[Alert]) -> AlertFold:
@@ -429,33 +591,51 @@ class RunStore:
         An `expired` run released its group: any firing alert is a new incident (nobody
         decided in time, so the group's next notification gets a new investigation).
         """
-        base = self.run_key(run_id)
-        args: list[str] = [",".join(s.value for s in TERMINAL_STATES), RunStatus.EXPIRED.value]
+        args = [*_FOLD_STATES, "1"]
         for alert in alerts:
             args += [alert.fingerprint, alert.status, alert.model_dump_json()]
-        status, anew, logged, enqueued = await self._fold_alerts(
-            keys=[base, f"{base}:alerts", f"{base}:alert_log"], args=args
-        )
-        return AlertFold(
-            status=RunStatus(status) if status else None,
-            fires_anew=bool(anew),
-            logged=int(logged),
-            enqueued=bool(enqueued),
-        )
+        keys = self._alert_keys(run_id)
+        return _alert_fold(await self.run_script(self._fold_alerts, keys, args))
+
+    async def repeat_check(
+        self, key: str, run_id: str, alerts: Sequence[Alert]
+    ) -> tuple[str | None, AlertFold | None]:
+        """The value of `key` (an alert group's dedup key) and what `fold_alerts` of
+        `alerts` into `run_id` would do, in one round trip that writes nothing. The fold
+        is None when it could not be told here (the server lost its scripts)."""
+        keys = self._alert_keys(run_id)
+        args = [*_FOLD_STATES, "0"]
+        for alert in alerts:
+            args += [alert.fingerprint, alert.status, ""]
+        if self.batches is None:
+            get, check = self.redis.get(key), self._fold_alerts(keys=keys, args=args)
+            current, answer = await asyncio.gather(get, check)
+            return cast(str | None, current), _alert_fold(answer)
+        command = ("EVALSHA", self._fold_alerts.sha, len(keys), *keys, *args)
+        current, answer = await self.batches.execute([("GET", key), command])
+        _raise_errors([current])
+        if isinstance(answer, NoScriptError):
+            return cast(str | None, current), None
+        _raise_errors([answer])
+        return cast(str | None, current), _alert_fold(answer)
+
+    def _alert_keys(self, run_id: str) -> list[str]:
+        base = self.run_key(run_id)
+        return [base, f"{base}:alerts", f"{base}:alert_log"]
 
     async def alert_log(self, run_id: str, start: int = 0) -> list[Alert]:
         """The run's logged alerts from position `start` on."""
-        raw = await self.redis.lrange(f"{self.run_key(run_id)}:alert_log", start, -1)
+        raw = await self.redis.lrange(self.alert_log_key(run_id), start, -1)
         return [Alert.model_validate_json(r) for r in raw]
+
+    def alert_log_key(self, run_id: str) -> str:
+        """The key of the run's alert log (a list of Alert JSON)."""
+        return f"{self.run_key(run_id)}:alert_log"
 
     # -- audit ------------------------------------------------------------------------
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
         """Append an event to the run's audit stream."""
-        payload: dict[Any, Any] = {
-            "event": event,
-            "at": utcnow().isoformat(),
-            "data": json.dumps(data, default=str),
-        }
+        payload: dict[Any, Any] = _audit_fields(event, data)
         await self.redis.xadd(
             self._audit_key(run_id), payload, maxlen=AUDIT_MAXLEN, approximate=True
         )
@@ -469,3 +649,24 @@ class RunStore:
             AuditEvent(id=entry_id, event=fields["event"], data=json.loads(fields["data"]))
             for entry_id, fields in entries
         ]
+
+
+def _audit_fields(event: str, data: dict[str, Any]) -> dict[str, str]:
+    """The fields of an audit stream entry."""
+    return {"event": event, "at": utcnow().isoformat(), "data": json.dumps(data, default=str)}
+
+
+def _alert_fold(answer: Any) -> AlertFold:
+    status, anew, logged, enqueued = answer
+    return AlertFold(
+        status=RunStatus(status) if status else None,
+        fires_anew=bool(anew),
+        logged=int(logged),
+        enqueued=bool(enqueued),
+    )
+
+
+def _raise_errors(answers: Sequence[Any]) -> None:
+    for answer in answers:
+        if isinstance(answer, Exception):
+            raise answer

@@ -156,7 +156,8 @@ class Sweeper:
         if repaired:
             queued = await self._deps.queue.queued_runs()
             runs = await self._deps.store.list_runs(limit=ACTIVE_RUNS_SCANNED, active_only=True)
-            for run in [*runs, *await self._recently_ended()]:
+            ended = await self._recently_ended(excluding={run.id for run in runs})
+            for run in [*runs, *ended]:
                 self._count(actions, await self._guarded(run.id, self._repair(run, queued)) or [])
         self._deps.metrics.sweeper_last_pass.set(time.time())
         self.last = SweepReport(
@@ -266,11 +267,13 @@ class Sweeper:
                 done.append("reposted")
         return done
 
-    async def _recently_ended(self) -> list[Run]:
-        """Runs that ended within `ENDED_RUNS_WATCHED`: their closing message (which says
-        why, and pages someone) may still be unposted."""
+    async def _recently_ended(self, *, excluding: set[str]) -> list[Run]:
+        """Runs that ended within `ENDED_RUNS_WATCHED`, but for those `excluding` names
+        (read already, as active): their closing message (which says why, and pages
+        someone) may still be unposted."""
         since = utcnow() - ENDED_RUNS_WATCHED
-        runs = await self._deps.store.list_runs(limit=ACTIVE_RUNS_SCANNED)
+        store = self._deps.store
+        runs = await store.list_runs(limit=ACTIVE_RUNS_SCANNED, excluding=excluding)
         return [r for r in runs if r.status.terminal and r.updated_at >= since]
 
     async def _undriven(self, run: Run) -> str | None:

@@ -83,7 +83,8 @@ class ToolRunner:
         content = tool.render(result) if tool is not None else result.render()
         flags = flags_in(f"tool:{call.name}", content)
         summary = self._summary(run, call, tool, args, result)
-        await self.checkpoints.audit(
+        # Noted: the batch's checkpoint writes these events (`Checkpointer.note`).
+        await self.checkpoints.note(
             run.id,
             "tool_call",
             tool=call.name,
@@ -95,9 +96,7 @@ class ToolRunner:
             redactions=redactions or None,
         )
         where = compact_json(call.input)
-        await record_flags(
-            self.checkpoints.audit, self.metrics, run.id, [(where, f) for f in flags]
-        )
+        await record_flags(self.checkpoints.note, self.metrics, run.id, [(where, f) for f in flags])
         part = ToolResultPart(
             tool_use_id=call.id,
             content=content,
@@ -127,13 +126,16 @@ class ToolRunner:
             return describe_default(tool.name, result)
 
     async def _call(self, tool: Tool, args: BaseModel) -> ToolResult:
-        try:
-            async with asyncio.timeout(self.tool_context.timeout_seconds):
-                return await tool.call(self.tool_context, args)
-        except TimeoutError:
-            return ToolResult.fail(
-                f"timed out after {self.tool_context.timeout_seconds:g}s; narrow the query"
-            )
-        except Exception as exc:  # the boundary of one tool call: the model reads the error
-            log.exception("tool %s failed", tool.name)
-            return ToolResult.fail(f"{type(exc).__name__}: {exc}")
+        return await call_bounded(tool, self.tool_context, args)
+
+
+async def call_bounded(tool: Tool, ctx: ToolContext, args: BaseModel) -> ToolResult:
+    """Run one validated call within the tool timeout; a failure is an `error` result."""
+    try:
+        async with asyncio.timeout(ctx.timeout_seconds):
+            return await tool.call(ctx, args)
+    except TimeoutError:
+        return ToolResult.fail(f"timed out after {ctx.timeout_seconds:g}s; narrow the query")
+    except Exception as exc:  # the boundary of one tool call: the model reads the error
+        log.exception("tool %s failed", tool.name)
+        return ToolResult.fail(f"{type(exc).__name__}: {exc}")

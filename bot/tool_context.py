@@ -6,14 +6,13 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
 
 from bot.settings import Settings
 from tools.http_backend import HttpAuth
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.toolset import ToolContext
 
 
@@ -38,7 +37,7 @@ def _auth(
 
 
 def build_tool_context(
-    settings: Settings, http: aiohttp.ClientSession, kubernetes: Any | None
+    settings: Settings, http: aiohttp.ClientSession, kubernetes: KubernetesApi | None
 ) -> ToolContext:
     """The context every tool call gets; `kubernetes` holds the read-only credentials."""
     s = settings
@@ -83,6 +82,6 @@ async def open_tool_context(settings: Settings) -> AsyncIterator[ToolContext]:
             or settings.kubeconfig is not None
             or "KUBERNETES_SERVICE_HOST" in os.environ
         ):
-            kubernetes = await kubernetes_client(settings.kubernetes_url, settings.kubeconfig)
+            kubernetes = KubernetesApi(settings.kubernetes_url, settings.kubeconfig)
             stack.push_async_callback(kubernetes.close)
         yield build_tool_context(settings, http, kubernetes)

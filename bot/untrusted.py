@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from bot import injection
 from bot.metrics import Metrics
@@ -26,16 +27,17 @@ THREAD_LINE_SHOWN = 120
 def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
     """The alert with secrets replaced in every text field (labels and annotations too)."""
     cleaned, counts = _redacted_alert(alert.model_dump_json())
-    if not counts:
+    if cleaned is None:
         return alert, {}
     return Alert.model_validate_json(cleaned), dict(counts)
 
 
 @functools.lru_cache(maxsize=4096)
-def _redacted_alert(document: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """One alert document, redacted; cached, as a storm repeats the same alerts."""
+def _redacted_alert(document: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+    """One alert document, redacted (None: nothing was); cached, as a storm repeats the
+    same alerts."""
     cleaned, counts = redact_value(json.loads(document))
-    return json.dumps(cleaned), tuple(sorted(counts.items()))
+    return (json.dumps(cleaned) if counts else None), tuple(sorted(counts.items()))
 
 
 def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:
@@ -102,16 +104,27 @@ async def record_flags(
 ) -> None:
     """Audit each flag with where it was found (a tool call's input, an alert field), and
     count it in `incident_bot_injection_flags_total{where}`."""
-    for where, flag in found:
-        metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
-        await audit(
-            run_id,
+    count_flags(metrics, found)
+    for event, data in flag_events(found):
+        await audit(run_id, event, **data)
+
+
+def flag_events(found: Sequence[tuple[str, Flag]]) -> list[tuple[str, dict[str, Any]]]:
+    """The audit events (name, data) `record_flags` writes, for a caller that writes
+    them itself (and then calls `count_flags`)."""
+    return [
+        (
             "injection_flagged",
-            source=flag.source,
-            kind=flag.kind,
-            text=flag.excerpt,
-            where=where,
+            {"source": flag.source, "kind": flag.kind, "text": flag.excerpt, "where": where},
         )
+        for where, flag in found
+    ]
+
+
+def count_flags(metrics: Metrics, found: Sequence[tuple[str, Flag]]) -> None:
+    """Add flags to `incident_bot_injection_flags_total`."""
+    for _, flag in found:
+        metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
 
 
 def count(metrics: Metrics, where: str, counts: Mapping[str, int]) -> None:

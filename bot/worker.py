@@ -5,6 +5,10 @@ entry it works on fresh (so no one reclaims it) and, every few seconds, reclaims
 that a dead worker left idle. An investigation must get a global and a per-service
 slot first; when the slots are full the entry goes back to the end of the queue.
 
+Resumes come first: every worker looks at the resume stream before it waits for a start,
+and the pool's resume workers take nothing but resumes, so a decision is driven at once
+even while every other worker is on a long investigation. A resume needs no slot.
+
 A drive that raises leaves its entry pending, to be reclaimed after the reclaim delay;
 at the `PARK_AFTER_DELIVERIES`th delivery the entry is parked instead (`bot.parking`).
 A drive that loses the run's lease stops at that write and leaves its entry pending too.
@@ -46,6 +50,7 @@ class WorkerLimits:
     """How a replica's workers share the queue."""
 
     workers: int
+    resume_workers: int  # beside `workers`: they read only the resume stream
     global_investigations: int
     service_investigations: int
     reclaim_after_seconds: float
@@ -85,6 +90,10 @@ class WorkerPool:
         for n in range(self._limits.workers):
             consumer = f"{self._deps.owner}/{n}"
             self._tasks.append(asyncio.create_task(self._work(consumer), name=consumer))
+        for n in range(self._limits.resume_workers):
+            consumer = f"{self._deps.owner}/resume-{n}"
+            work = self._work(consumer, only_resumes=True)
+            self._tasks.append(asyncio.create_task(work, name=consumer))
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop reading; let drives finish for `grace_seconds`, then cancel them.
@@ -110,7 +119,7 @@ class WorkerPool:
                 except RedisError as exc:  # Redis away for a moment: beat again later
                     log.warning("heartbeat failed: %s", exc)
 
-    async def _work(self, consumer: str) -> None:
+    async def _work(self, consumer: str, *, only_resumes: bool = False) -> None:
         next_reclaim = 0.0
         while not self._stopping.is_set():
             try:
@@ -122,12 +131,15 @@ class WorkerPool:
                         consumer,
                         min_idle_ms=int(self._limits.reclaim_after_seconds * 1000),
                         count=1,
+                        only_resumes=only_resumes,
                     )
                 if not entries and not paused:
-                    entries = await self._queue.read(consumer, count=1, block_ms=500)
+                    entries = await self._queue.read(
+                        consumer, count=1, block_ms=500, only_resumes=only_resumes
+                    )
                 self._deps.metrics.worker_heartbeat.set(time.time())
                 for entry in entries:
-                    await self._handle(consumer, entry)
+                    await self._handle(consumer, entry, investigates=not only_resumes)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:  # Redis away for a moment: read again after a pause
@@ -145,13 +157,13 @@ class WorkerPool:
             await asyncio.wait_for(self._stopping.wait(), PAUSED_POLL_SECONDS)
         return True
 
-    async def _handle(self, consumer: str, entry: Entry) -> None:
+    async def _handle(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
         try:
-            await self._drive(consumer, entry)
+            await self._drive(consumer, entry, investigates=investigates)
         except Paused:
             # Stopped before its next step, the lease released: resume queues it again.
             log.info("drive stopped: the bot is paused", extra={"run_id": entry.run_id})
-            await self._queue.ack(entry.id)
+            await self._queue.ack(entry)
         except LeaseHeld:
             # Another worker drives it; leave the entry pending: it is retried after the
             # reclaim delay, in case that worker stops before the run is settled. It was
@@ -183,23 +195,26 @@ class WorkerPool:
         if entry.deliveries >= PARK_AFTER_DELIVERIES:
             await park(self._driver, self._queue, self._deps.metrics, entry, error)
 
-    async def _drive(self, consumer: str, entry: Entry) -> None:
-        """Drive the entry's run as far as it goes now, then acknowledge the entry."""
+    async def _drive(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
+        """Drive the entry's run as far as it goes now, then acknowledge the entry.
+
+        A run that needs an investigation slot is driven only where `investigates`."""
         try:
             run = await self._deps.store.load(entry.run_id)
         except RunNotFound:
             log.warning("queue entry for a missing run", extra={"run_id": entry.run_id})
-            await self._queue.ack(entry.id)
+            await self._queue.ack(entry)
             return
         if run.status.terminal:
-            await self._queue.ack(entry.id)
+            await self._queue.ack(entry)
             return
         service = run.alert.labels.get("service", "unknown")
         slotted = run.status in _NEEDS_SLOT
-        if slotted and not await self._take_slots(run, service):
-            # Full: back to the end of the queue, and a breath before the next read.
-            await self._queue.enqueue(run.id, entry.reason)
-            await self._queue.ack(entry.id)
+        if slotted and not (investigates and await self._take_slots(run, service)):
+            # No slot, or a resume worker (which keeps free for decisions): back to the end
+            # of the starts, whatever queued it, and a breath before the next read.
+            await self._queue.enqueue(run.id, "start")
+            await self._queue.ack(entry)
             await asyncio.sleep(0.2)
             return
         keeper = asyncio.create_task(self._keep(consumer, entry, run.id, service, slotted))
@@ -213,7 +228,7 @@ class WorkerPool:
                 await keeper
             if slotted:
                 await self._queue.release_slots(run.id, service=service)
-        await self._queue.ack(entry.id)
+        await self._queue.ack(entry)
 
     async def _take_slots(self, run: Run, service: str) -> bool:
         return await self._queue.take_slots(
@@ -231,7 +246,7 @@ class WorkerPool:
         while True:
             await asyncio.sleep(self._limits.reclaim_after_seconds / 3)
             try:
-                await self._queue.touch(consumer, entry.id)
+                await self._queue.touch(consumer, entry)
                 if slotted:
                     await self._queue.extend_slots(
                         run_id, service=service, ttl=self._limits.slot_seconds

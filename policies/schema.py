@@ -42,7 +42,9 @@ from policies.documents import (
     node_line,
     validate_text,
 )
-from policies.scope import ScopeRule
+from policies.mcp import McpServer, unique_servers
+from policies.scope import ScopeRule, unique_names
+from policies.slack_alerts import SlackAlerts
 
 # A decision recorded by the policy itself, for an auto-approved proposal.
 AUTO_APPROVER = "policy:auto"
@@ -358,6 +360,10 @@ class Policy(_Section):
     # Slack user IDs and user groups who may cancel or change any run (`/incident cancel`)
     # besides the approvers of its actions. Both empty: nobody beyond those approvers.
     operators: Approvers = Field(default_factory=Approvers)
+    # Channels watched for alert messages, and the alerting apps whose messages are alerts.
+    slack_alerts: SlackAlerts = Field(default_factory=SlackAlerts)
+    # MCP servers whose allow-listed read-only tools are offered like built-in ones.
+    mcp_servers: list[McpServer] = Field(default_factory=list)
 
     @field_validator("webhooks")
     @classmethod
@@ -367,6 +373,9 @@ class Policy(_Section):
         if twice:
             raise ValueError(f"webhook names must be unique: {', '.join(twice)}")
         return hooks
+
+    _unique_servers = field_validator("mcp_servers")(unique_servers)
+    _unique_scopes = field_validator("scopes")(unique_names)
 
     def webhook(self, name: str) -> Webhook | None:
         """The listed webhook called `name`."""

@@ -7,7 +7,8 @@ that matches decides:
       - match: {namespace: "kube-system|monitoring"}   # label regexes, full match
         toolsets: null                                 # all toolsets
         namespaces: ["*"]                              # any namespace
-      - match: {team: payments}
+      - name: payments                                 # for `incident-bot mcp --scope`
+        match: {team: payments}
         toolsets: [prometheus, kubernetes, logs]
         namespaces: [payments, shop]
 
@@ -22,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 ANY = "*"
 
@@ -31,6 +32,8 @@ class ScopeRule(BaseModel):
     """Runs whose alert labels match may use these toolsets and namespaces."""
 
     model_config = ConfigDict(extra="forbid")
+    # Names the rule for `incident-bot mcp --scope NAME`.
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     # Label name -> regex the label's value must fully match (a missing label is "").
     match: dict[str, str] = {}
     # None: every toolset.
@@ -70,6 +73,15 @@ class Scope:
         return f"toolsets: {toolsets}; namespaces: {namespaces}"
 
 
+def unique_names(rules: list[ScopeRule]) -> list[ScopeRule]:
+    """`rules`, when no two share a name; raises ValueError naming those that do."""
+    names = [r.name for r in rules if r.name is not None]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"scope names must be unique: {', '.join(twice)}")
+    return rules
+
+
 def _own_namespace(labels: Mapping[str, str]) -> frozenset[str] | None:
     namespace = labels.get("namespace")
     return frozenset({namespace}) if namespace else None
@@ -80,9 +92,21 @@ def scope_for(rules: Sequence[ScopeRule], labels: Mapping[str, str]) -> Scope:
     rule = next((r for r in rules if r.matches(labels)), None)
     if rule is None:
         return Scope(toolsets=None, namespaces=_own_namespace(labels))
+    return _rule_scope(rule, _own_namespace(labels))
+
+
+def named_scope(rules: Sequence[ScopeRule], name: str) -> Scope | None:
+    """The scope of the rule called `name` for a caller without an alert (`incident-bot
+    mcp`): a rule without `namespaces` reads no namespace. None: no such rule."""
+    rule = next((r for r in rules if r.name == name), None)
+    return None if rule is None else _rule_scope(rule, frozenset())
+
+
+def _rule_scope(rule: ScopeRule, own: frozenset[str] | None) -> Scope:
+    """The rule's scope; `own` are the namespaces a rule without `namespaces` allows."""
     toolsets = None if rule.toolsets is None else frozenset(rule.toolsets)
     if rule.namespaces is None:
-        namespaces = _own_namespace(labels)
+        namespaces = own
     elif ANY in rule.namespaces:
         namespaces = None
     else:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from tools.actions import ActionContext
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 from tools.toolset import ToolContext
 
@@ -35,8 +35,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def kube(sandbox: RunningSandbox) -> AsyncIterator[Any]:
-    """A kubernetes_asyncio ApiClient pointed at the sandbox."""
-    client = await kubernetes_client(sandbox.url, None)
+    """The Kubernetes API of the sandbox (its client is built at first use)."""
+    client = KubernetesApi(sandbox.url, None)
     async with client:
         yield client
 

@@ -43,7 +43,7 @@ from tools.actions.webhook import (
     TIMESTAMP_HEADER,
     signature_valid,
 )
-from tools.kube_client import kubernetes_client, read_deployment
+from tools.kube_client import KubernetesApi, read_deployment
 from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 from tools.sandbox.scenario import Scenario, World
 from tools.sandbox.scenario_parts import Fault
@@ -146,7 +146,7 @@ async def test_a_rollback_of_an_environment_only_change_is_rolled_back(
     env_sandbox: RunningSandbox, http: aiohttp.ClientSession
 ) -> None:
     image = "registry.example/checkout:v2.4.0"
-    async with await kubernetes_client(env_sandbox.url, None) as kube:
+    async with KubernetesApi(env_sandbox.url, None) as kube:
         ctx = ActionContext(http=http, prometheus_url=None, kubernetes=kube, timeout_seconds=5)
         args = RollbackInput(**CHECKOUT, to_revision=1)
         assert await ROLLBACK.dry_run(ctx, args) == (

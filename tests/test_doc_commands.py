@@ -77,6 +77,7 @@ RUN_ELSEWHERE: dict[str, tuple[str, str | None, str]] = {
     "incident-bot pause": ("tests/test_pause.py", "test_the_commands_pause_and_resume_and_readyz_and_the_gauge_show_it", '"pause"'),  # noqa: E501
     "incident-bot resume": ("tests/test_pause.py", "test_the_commands_pause_and_resume_and_readyz_and_the_gauge_show_it", '"resume"'),  # noqa: E501
     "python scripts/sync-chart-policies.py": ("tests/test_doc_commands.py", "test_sync_chart_policies_leaves_a_chart_in_sync_as_it_is", "sync-chart-policies.py"),  # noqa: E501
+    "incident-bot mcp": ("tests/test_mcp_server.py", "test_a_named_scope_limits_toolsets_and_namespaces", '"--scope", "shop-reader"'),  # noqa: E501
     "python -m tools.sandbox": ("tests/test_sandbox.py", "test_module_runs_standalone_and_prints_its_url", '"tools.sandbox"'),  # noqa: E501
     "incident-bot serve --sandbox": ("tests/test_server.py", "test_serve_with_the_sandbox_needs_no_token", '"--sandbox"'),  # noqa: E501
     "incident-bot serve": ("tests/test_server.py", "test_serve_listens_until_sigterm_then_exits_cleanly", "_serve_until_sigterm"),  # noqa: E501

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot import injection
 from bot.injection import EXCERPT_MAX, KINDS, InjectionHit, describe, scan
 
 ROOT = Path(__file__).parent.parent
@@ -105,6 +106,15 @@ def test_ordinary_operational_text_is_not_flagged() -> None:
     flagged = [f"{id_}: {describe(found)}" for id_, found in hits.items() if found]
     print(f"\nbenign texts flagged: {len(flagged)}/{len(BENIGN)}")
     assert not flagged, "\n".join(flagged)
+
+
+def test_a_remembered_verdict_is_the_fresh_one() -> None:
+    # Short texts are scanned once and remembered: every text of both corpora, scanned
+    # again, gets what the scanner finds afresh.
+    for entry in INJECTIONS + BENIGN:
+        text = entry["text"]
+        first = scan(text)
+        assert scan(text) == first == injection._scan(text), text
 
 
 def test_an_empty_text_has_no_hits() -> None:

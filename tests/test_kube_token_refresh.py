@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from tests.servers import free_port
-from tools.kube_client import kubernetes_client, read_deployment
+from tools.kube_client import KubernetesApi, read_deployment
 
 
 @dataclass
@@ -92,7 +92,7 @@ class ProjectedVolume:
 
 
 async def get_twice(kubeconfig: Path, between: Any) -> None:
-    async with await kubernetes_client(None, kubeconfig) as client:
+    async with KubernetesApi(None, kubeconfig) as client:
         await read_deployment(client, "x", "y", timeout_seconds=5)
         between()
         await read_deployment(client, "x", "y", timeout_seconds=5)
@@ -124,7 +124,7 @@ async def test_an_unreadable_token_file_keeps_the_last_token(
     token = tmp_path / "token"
     token.write_text("kept-token")
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url, {"tokenFile": str(token)})
-    async with await kubernetes_client(None, kubeconfig) as client:
+    async with KubernetesApi(None, kubeconfig) as client:
         await read_deployment(client, "x", "y", timeout_seconds=5)
         token.unlink()
         await read_deployment(client, "x", "y", timeout_seconds=5)

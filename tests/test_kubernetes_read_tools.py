@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from tools import kube_client, kubernetes, kubernetes_cluster, kubernetes_pods
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.kubernetes import KUBERNETES, events, nodes, pod_logs, pods
 from tools.sandbox import RunningSandbox, Scenario, load_scenario, run_sandbox
 from tools.sandbox.scenario_parts import Fault, NodeSpec
@@ -51,7 +51,7 @@ async def scenario_context(
         sandbox_cm = run_sandbox(scenario)
         sandbox = await sandbox_cm.__aenter__()
         stack.append(sandbox_cm)
-        client = await kubernetes_client(sandbox.url, None)
+        client = KubernetesApi(sandbox.url, None)
         stack.append(client)
         ctx = ToolContext(http=http, prometheus_url=None, kubernetes=client, timeout_seconds=5)
         return sandbox, ctx

@@ -12,7 +12,7 @@ import yaml
 from aiohttp import web
 
 from tests.servers import free_port
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.kubernetes import KUBERNETES, get_deployment, rollout_history
 from tools.sandbox import RunningSandbox
 from tools.toolset import ToolContext, ToolInputError
@@ -99,6 +99,33 @@ async def test_unconfigured_kubernetes_fails(http: aiohttp.ClientSession) -> Non
     assert result.status == "error" and "not configured" in (result.error or "")
 
 
+async def test_a_kubeconfig_that_cannot_be_loaded_fails_the_call_not_the_process(
+    http: aiohttp.ClientSession, tmp_path: Path, sandbox: RunningSandbox
+) -> None:
+    # The client is built at the first call: a broken kubeconfig is that call's error,
+    # and a later call, once the file is right, succeeds.
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("clusters: [unclosed")
+    args = get_deployment.validate_input({"namespace": "shop", "name": "checkout"})
+    async with KubernetesApi(None, kubeconfig) as kubernetes:
+        ctx = ToolContext(http=http, prometheus_url=None, kubernetes=kubernetes)
+        result = await get_deployment.call(ctx, args)
+        assert result.status == "error"
+        assert (result.error or "").startswith("cannot configure the Kubernetes API: ")
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "clusters": [{"name": "s", "cluster": {"server": sandbox.url}}],
+                    "users": [{"name": "u", "user": {}}],
+                    "contexts": [{"name": "s", "context": {"cluster": "s", "user": "u"}}],
+                    "current-context": "s",
+                }
+            )
+        )
+        assert (await get_deployment.call(ctx, args)).status == "ok"
+
+
 async def test_client_from_a_kubeconfig(
     sandbox: RunningSandbox, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -117,7 +144,7 @@ async def test_client_from_a_kubeconfig(
             }
         )
     )
-    async with await kubernetes_client(None, kubeconfig) as client:
+    async with KubernetesApi(None, kubeconfig) as client:
         ctx = ToolContext(http=http, prometheus_url=None, kubernetes=client)
         args = get_deployment.validate_input({"namespace": "shop", "name": "checkout"})
         result = await get_deployment.call(ctx, args)
@@ -154,7 +181,7 @@ async def forbidding_api() -> AsyncIterator[str]:
 async def test_refusal_reports_status_and_message(
     forbidding_api: str, http: aiohttp.ClientSession
 ) -> None:
-    async with await kubernetes_client(forbidding_api, None) as client:
+    async with KubernetesApi(forbidding_api, None) as client:
         ctx = ToolContext(http=http, prometheus_url=None, kubernetes=client)
         args = get_deployment.validate_input({"namespace": "shop", "name": "checkout"})
         result = await get_deployment.call(ctx, args)

@@ -59,7 +59,7 @@ async def test_delivery_counts_come_with_entries_and_a_lease_held_elsewhere_is_n
     assert first.deliveries == 1
     (second,) = await queue.reclaim("replica-2/0", min_idle_ms=0, count=1)
     assert (second.id, second.deliveries) == (first.id, 2)
-    await queue.touch("replica-2/0", second.id)  # keeping an entry is not a delivery
+    await queue.touch("replica-2/0", second)  # keeping an entry is not a delivery
     (third,) = await queue.reclaim("replica-3/0", min_idle_ms=0, count=1)
     assert third.deliveries == 3
     await queue.uncount("replica-3/0", third)  # handed out, but its run was leased elsewhere

@@ -30,6 +30,7 @@ async def deps(redis_url: str, sandbox: RunningSandbox) -> AsyncIterator[Deps]:
 def _limits(**overrides: float) -> WorkerLimits:
     values: dict[str, float] = {
         "workers": 2,
+        "resume_workers": 1,
         "global_investigations": 10,
         "service_investigations": 10,
         "reclaim_after_seconds": 0.5,

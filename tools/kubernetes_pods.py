@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio.client import CoreV1Api
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from tools.describing import (
@@ -25,6 +23,9 @@ from tools.describing import (
 from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
 from tools.kube_inputs import Namespace, name_field, optional_name
 from tools.toolset import ToolContext, ToolResult, tool
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import CoreV1Api
 
 MAX_PODS = 100
 MAX_LOG_LINES = 500
@@ -170,10 +171,10 @@ async def pods(ctx: ToolContext, args: PodsInput) -> ToolResult:
     """
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
-    core = CoreV1Api(ctx.kubernetes)
     selector = args.label_selector or ""
     what = f"pods in namespace {args.namespace}" + (f" ({selector})" if selector else "")
     try:
+        core = await ctx.kubernetes.core()
         listed = await call_kubernetes(
             lambda: core.list_namespaced_pod(args.namespace, label_selector=selector),
             what=what,
@@ -219,6 +220,8 @@ class PodLogsInput(BaseModel):
 
 async def _read_log(core: CoreV1Api, args: PodLogsInput) -> str:
     """The log text, read raw: the client would parse a log that happens to be JSON."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
     options: dict[str, Any] = {"tail_lines": args.tail_lines, "previous": args.previous}
     if args.container:
         options["container"] = args.container
@@ -274,9 +277,9 @@ async def pod_logs(ctx: ToolContext, args: PodLogsInput) -> ToolResult:
     """
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
-    core = CoreV1Api(ctx.kubernetes)
     which = "previous logs" if args.previous else "logs"
     try:
+        core = await ctx.kubernetes.core()
         text = await call_kubernetes(
             lambda: _read_log(core, args),
             what=f"pod {args.namespace}/{args.pod}"

@@ -92,7 +92,7 @@ def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
         if redaction.counts:
             counts.update(redaction.counts)
             return redaction.text
-        kind = field_kind(name, item) if name is not None else None
+        kind = _field_kind(name, item) if name is not None else None
         if kind is None:
             return item
         counts[kind] += 1
@@ -110,6 +110,19 @@ def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
         return item
 
     return walk(value), dict(counts)
+
+
+def _field_kind(name: str, value: str) -> str | None:
+    """`field_kind`, remembered for short names and values (label and field names repeat
+    on every alert and log line, and so do most of their values)."""
+    if len(name) + len(value) <= _CACHED_CHARS:
+        return _short_field_kind(name, value)
+    return field_kind(name, value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _short_field_kind(name: str, value: str) -> str | None:
+    return field_kind(name, value)
 
 
 def _field_name(item: Mapping[str, JsonValue], key: str) -> str:

@@ -1,7 +1,8 @@
 """Retries of transient backend failures, bounded by the caller's timeout.
 
-Transient means: the connection failed, or the server answered 429 or 5xx. A server's
-`Retry-After` is honoured when it fits in the time left; otherwise the last error is raised.
+Transient means: the connection failed or was lost, or the server answered 429 or 5xx. A
+server's `Retry-After` is honoured when it fits in the time left; otherwise the last error
+is raised.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class TransientHTTPError(Exception):
         self.retry_after = retry_after
 
 
+class BackendUnavailable(Exception):
+    """The connection to a backend was lost or could not be made; a new one may work."""
+
+
 def is_retryable_status(status: int) -> bool:
     """Whether an HTTP status is worth retrying."""
     return status == 429 or status >= 500
@@ -59,7 +64,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientHTTPError | aiohttp.ClientConnectionError)
+    return isinstance(exc, TransientHTTPError | BackendUnavailable | aiohttp.ClientConnectionError)
 
 
 def _wait_hinted(state: RetryCallState) -> float:
@@ -73,8 +78,9 @@ def _wait_hinted(state: RetryCallState) -> float:
 async def call_with_retries(call: Callable[[], Awaitable[T]], *, timeout_seconds: float) -> T:
     """Await `call()`, retrying transient failures for at most `timeout_seconds` in all.
 
-    Raises the last `TransientHTTPError` or `aiohttp.ClientConnectionError` when retries
-    run out, `TimeoutError` when the time does; other exceptions pass through at once.
+    Raises the last `TransientHTTPError`, `BackendUnavailable` or
+    `aiohttp.ClientConnectionError` when retries run out, `TimeoutError` when the time
+    does; other exceptions pass through at once.
     """
     retrying = AsyncRetrying(
         retry=retry_if_exception(_is_transient),

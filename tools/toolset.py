@@ -23,6 +23,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from tools.http_backend import NO_AUTH, HttpAuth
+from tools.kube_client import KubernetesApi
 
 # About 4k tokens at ~4 characters a token.
 DEFAULT_BUDGET_CHARS = 16_000
@@ -36,7 +37,7 @@ class ToolContext:
 
     http: aiohttp.ClientSession
     prometheus_url: str | None
-    kubernetes: Any | None  # kubernetes_asyncio ApiClient with read-only credentials
+    kubernetes: KubernetesApi | None  # with read-only credentials
     timeout_seconds: float = 20.0
     prometheus_auth: HttpAuth = NO_AUTH
     alertmanager_url: str | None = None

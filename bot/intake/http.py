@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -20,9 +20,11 @@ from redis.exceptions import RedisError
 
 from bot.dedup import Admission, AlertGroups
 from bot.errors import StoreError
+from bot.intake import pagerduty
 from bot.intake.alertmanager import WebhookBody
-from bot.intake.auth import WebhookAuth
+from bot.intake.auth import RequestCheck, WebhookAuth
 from bot.intake.generic import GenericAlert
+from bot.intake.grafana import GrafanaBody
 from bot.metrics import Metrics
 from bot.models import Alert
 from tools.toolset import describe_validation_error
@@ -46,6 +48,17 @@ class Intake:
     # Told of every admission after it is durable (the Slack thread notes a resolution);
     # it must not block: the sender waits for the 202.
     on_admitted: Callable[[Admission], None] | None = None
+    # Sources whose own signature authenticates their endpoint instead of `auth`.
+    signed: Mapping[str, RequestCheck] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """The alerts of one request; with `opens_run` False they only join an open run, and
+    none at all is an event answered `ignored`."""
+
+    alerts: list[Alert]
+    opens_run: bool = True
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -69,6 +82,16 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
 async def generic_webhook(request: web.Request) -> web.Response:
     """`POST /webhooks/generic`: one alert in the generic format (see `bot.intake.generic`)."""
     return await _receive(request, "generic", _generic_alerts)
+
+
+async def grafana_webhook(request: web.Request) -> web.Response:
+    """`POST /webhooks/grafana`: one Grafana Alerting webhook notification (one alert group)."""
+    return await _receive(request, "grafana", _grafana_alerts)
+
+
+async def pagerduty_webhook(request: web.Request) -> web.Response:
+    """`POST /webhooks/pagerduty`: one PagerDuty V3 webhook event (see `bot.intake.pagerduty`)."""
+    return await _receive(request, "pagerduty", _pagerduty_alerts)
 
 
 async def generic_schema(request: web.Request) -> web.Response:
@@ -98,6 +121,28 @@ def _generic_alerts(body: bytes) -> list[Alert]:
     return [_parse(GenericAlert, body).to_alert()]
 
 
+def _grafana_alerts(body: bytes) -> list[Alert]:
+    notification = _parse(GrafanaBody, body)
+    if notification.truncated_alerts:
+        log.warning(
+            "Grafana left alerts out of a notification (Max Alerts)",
+            extra={"group_key": notification.group_key, "truncated": notification.truncated_alerts},
+        )
+    return notification.to_alerts()
+
+
+def _pagerduty_alerts(body: bytes) -> Delivery:
+    head = _parse(pagerduty.Envelope, body).event
+    if not head.handled:
+        log.info(
+            "PagerDuty event ignored",
+            extra={"event_type": head.event_type, "resource_type": head.resource_type},
+        )
+        return Delivery(alerts=[])
+    webhook = _parse(pagerduty.IncidentWebhook, body)
+    return Delivery(alerts=[webhook.to_alert()], opens_run=webhook.opens_run)
+
+
 def _parse(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
@@ -110,16 +155,19 @@ def _parse(model: type[M], body: bytes) -> M:
 
 
 async def _receive(
-    request: web.Request, source: str, parse: Callable[[bytes], list[Alert]]
+    request: web.Request, source: str, parse: Callable[[bytes], list[Alert] | Delivery]
 ) -> web.Response:
     intake = request.app[INTAKE]
     started = time.perf_counter()
     try:
         body = await _read(request, intake.max_body_bytes)
-        if intake.auth is not None and not intake.auth.allows(request.headers, body):
+        auth = intake.signed.get(source, intake.auth)
+        if auth is not None and not auth.allows(request.headers, body):
             raise _Rejected(401, "unauthorized", "missing or wrong token or signature")
-        alerts = parse(body)
-        admission = await _admit(intake.groups, alerts)
+        parsed = parse(body)
+        delivery = parsed if isinstance(parsed, Delivery) else Delivery(alerts=parsed)
+        alerts = delivery.alerts
+        admission = await _admit(intake.groups, delivery)
     except _Rejected as exc:
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
@@ -159,9 +207,11 @@ async def _read(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _admit(groups: AlertGroups, alerts: list[Alert]) -> Admission:
+async def _admit(groups: AlertGroups, delivery: Delivery) -> Admission:
+    if not delivery.alerts:
+        return Admission(run_id=None, outcome="ignored")
     try:
-        return await groups.admit(alerts)
+        return await groups.admit(delivery.alerts, opens_run=delivery.opens_run)
     except (RedisError, StoreError) as exc:
         raise _Rejected(
             503, "alert store unavailable; retry", f"{type(exc).__name__}: {exc}"

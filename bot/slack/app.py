@@ -10,6 +10,9 @@ and clicks ack at once and hand their work to `AfterAck` (once per `trigger_id`,
 replayed signed request acts not at all); an event is answered once it was handled, 503
 when that failed, so Slack retries it (`deliveries.py`). A body the listeners could not
 read gets 400 (`payloads.py`), one Bolt cannot parse 400 here, never a 500.
+
+Besides `/incident`, mentions and clicks, the app reads `message` events: alerting apps'
+messages in the policy's `slack_alerts` channels start runs (`alert_messages.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.deps import Deps
 from bot.errors import ConfigError
+from bot.slack.alert_messages import AlertMessages
 from bot.slack.approvers import GroupMembers
 from bot.slack.blocks import APPROVE, REJECT, REJECT_MODAL
 from bot.slack.commands import Commands
@@ -94,9 +98,11 @@ def create_bolt(
     members = GroupMembers(deps.slack)
     commands = Commands(deps, threads, refs, members, after_ack, deliveries)
     interactions = Interactions(deps, threads, members, refs, after_ack)
+    alert_messages = AlertMessages(deps, threads, refs, after_ack, deliveries)
     app.command("/incident")(commands.incident)
     app.command(re.compile(r".*"))(commands.unknown)
     app.event("app_mention")(commands.mention)
+    app.event("message")(alert_messages.message)
     app.action(APPROVE)(interactions.approve)
     app.action(REJECT)(interactions.reject)
     app.view(REJECT_MODAL)(interactions.reject_submitted)

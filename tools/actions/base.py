@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from policies.target import Target
 from tools.http_backend import NO_AUTH, HttpAuth
+from tools.kube_client import KubernetesApi
 from tools.toolset import describe_validation_error
 
 # Whether a proposal's action took effect, read from the marks it leaves on its target:
@@ -49,7 +50,7 @@ class ActionContext:
     """
 
     http: aiohttp.ClientSession
-    kubernetes: Any  # kubernetes_asyncio ApiClient, separate from the tools' read-only one
+    kubernetes: KubernetesApi | None  # separate from the tools' read-only one
     prometheus_url: str | None
     timeout_seconds: float = 30.0
     alertmanager_url: str | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.actions.base import Action, ActionContext, ActionError, Effect
@@ -22,6 +21,7 @@ from tools.actions.kubernetes import (
     PROPOSAL_ANNOTATION,
     RESTART_PROPOSAL,
     RESTARTED_AT,
+    apps_api,
     deployment_target,
     proposal_of,
 )
@@ -62,7 +62,7 @@ async def _read(ctx: ActionContext, namespace: str, name: str) -> Any:
 
 
 async def _patch(ctx: ActionContext, namespace: str, name: str, body: dict[str, Any]) -> None:
-    apps = AppsV1Api(ctx.kubernetes)
+    apps = await apps_api(ctx)
     try:
         # The body is computed once: a retry sends the same values, which changes nothing.
         await call_kubernetes(

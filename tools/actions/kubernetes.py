@@ -15,14 +15,15 @@ that annotation is how an interrupted execution is later found to have taken eff
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kubernetes_asyncio.client import AppsV1Api
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.target import Target
 from tools.actions.base import Action, ActionContext, ActionError, Effect
 from tools.kube_client import (
+    NOT_CONFIGURED,
+    KubernetesApi,
     KubernetesError,
     call_kubernetes,
     earlier_revisions_of,
@@ -32,6 +33,9 @@ from tools.kube_client import (
     revision_of,
 )
 from tools.kubernetes import rollout_state
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient, AppsV1Api
 
 PROPOSAL_ANNOTATION = "incident-bot/proposal"
 # A restart sets these on the pod template (see `deployments`): new pods, same workload.
@@ -61,6 +65,28 @@ class _DeploymentArgs(Protocol):
 def deployment_target(args: _DeploymentArgs) -> Target:
     """A deployment action's target: the deployment, in its namespace."""
     return Target(kind="deployment", namespace=args.namespace, name=args.deployment)
+
+
+def writer(ctx: ActionContext) -> KubernetesApi:
+    """The Kubernetes API with the actions' (write) credentials; `ActionError` if unset."""
+    if ctx.kubernetes is None:
+        raise ActionError(NOT_CONFIGURED)
+    return ctx.kubernetes
+
+
+async def apps_api(ctx: ActionContext) -> AppsV1Api:
+    """The `apps/v1` API with the actions' credentials; `ActionError` if it has none."""
+    try:
+        return await writer(ctx).apps()
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
+
+
+async def _api_client(ctx: ActionContext) -> ApiClient:
+    try:
+        return await writer(ctx).client()
+    except KubernetesError as exc:
+        raise ActionError(str(exc)) from exc
 
 
 def _revision_text(revision: int, images: list[str]) -> str:
@@ -118,11 +144,13 @@ def _pruned(value: Any) -> Any:
 
 async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
     key = f"{args.namespace}/{args.deployment}"
+    kubernetes = writer(ctx)
+    api_client = await _api_client(ctx)
     try:
         deployment = await read_deployment(
-            ctx.kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
+            kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
         )
-        replica_sets = await replica_sets_of(ctx.kubernetes, deployment, ctx.timeout_seconds)
+        replica_sets = await replica_sets_of(kubernetes, deployment, ctx.timeout_seconds)
     except KubernetesError as exc:
         raise ActionError(str(exc)) from exc
     for rs in replica_sets:
@@ -133,8 +161,8 @@ async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
                 deployment=deployment,
                 target=rs,
                 to_revision=args.to_revision,
-                current_template=comparable_template(ctx.kubernetes, deployment.spec.template),
-                target_template=comparable_template(ctx.kubernetes, rs.spec.template),
+                current_template=comparable_template(api_client, deployment.spec.template),
+                target_template=comparable_template(api_client, rs.spec.template),
             )
     known = ", ".join(str(revision_of(rs)) for rs in replica_sets) or "none"
     raise ActionError(
@@ -170,13 +198,14 @@ async def execute(ctx: ActionContext, args: RollbackInput, proposal_id: str) -> 
             f"deployment {plan.key}: {plan.before} already runs the pod template of "
             f"{plan.after}: nothing changed"
         )
-    template = ctx.kubernetes.sanitize_for_serialization(plan.target.spec.template)
+    api_client = await _api_client(ctx)
+    template = api_client.sanitize_for_serialization(plan.target.spec.template)
     template.setdefault("metadata", {}).setdefault("labels", {}).pop("pod-template-hash", None)
     patch = [
         {"op": "replace", "path": "/spec/template", "value": template},
         _annotation_op(plan.deployment, proposal_id),
     ]
-    apps = AppsV1Api(ctx.kubernetes)
+    apps = await apps_api(ctx)
     try:
         # Replacing the template with the same value twice is a no-op, so retrying is safe.
         await call_kubernetes(
