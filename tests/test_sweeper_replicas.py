@@ -80,6 +80,12 @@ async def _redis_refusing_xadd(redis_url: str) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def _xadds_refused(store: RunStore) -> int:
+    """How many XADDs Redis has refused (`rejected_calls`: the ACL refusal counts there)."""
+    stats = await store.redis.info("commandstats")
+    return int(stats.get("cmdstat_xadd", {}).get("rejected_calls", 0))
+
+
 async def _click(http: aiohttp.ClientSession, replica: Replica, body: str) -> int:
     headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(body)}
     async with http.post(f"{replica.url}/slack/events", data=body, headers=headers) as r:
@@ -190,18 +196,22 @@ async def test_a_run_never_queued_and_a_decision_never_driven_are_repaired(
 
         # The click's decision is recorded, then its resume cannot be queued.
         async with _redis_refusing_xadd(redis_url):
+            refused_before = await _xadds_refused(store)
             body = block_action(
                 proposal, "approve", user=APPROVER, response_url=slack.response_url()
             )
             assert await _click(http, replica, body) == 200
 
-            async def recorded() -> bool | None:
+            async def recorded_and_refused() -> bool | None:
                 current = await store.load(run.id)
                 assert current.proposal is not None
-                return bool(await store.decisions(run.id, current.proposal.id)) or None
+                recorded = bool(await store.decisions(run.id, current.proposal.id))
+                # The resume's XADD follows the decision: the refusal must have met it
+                # before it is lifted, or the resume is queued and nothing needs repair.
+                return (recorded and await _xadds_refused(store) > refused_before) or None
 
-            await eventually(recorded, within=10)
-            await eventually(nothing_queued, within=10)  # its resume was not queued
+            await eventually(recorded_and_refused, within=10)
+        assert await store.redis.xlen("incident-bot:queue:resume") == 0
         done = await run_in(store, run.id, RunStatus.RESOLVED, within=60)
         whys = [e["why"] for e in await _audit(store, run.id, "repaired")]
         assert whys == ["queued without a queue entry", "a decision its last drive did not see"]
