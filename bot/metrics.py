@@ -26,6 +26,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.webhooks_shed = Counter(
+            "incident_bot_webhooks_shed_total",
+            "Webhook requests answered 503 at once: too many were in flight.",
+            ["source"],
+            registry=r,
+        )
         self.paused = Gauge(
             "incident_bot_paused",
             "1 while the bot is paused (the kill switch), else 0.",

@@ -140,6 +140,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             metrics=deps.metrics,
             auth=auth,
             max_body_bytes=settings.max_body_bytes,
+            in_flight=asyncio.Semaphore(settings.max_webhooks_in_flight),
             on_admitted=slack.threads.on_admitted if slack else None,
             signed=signed_sources(settings),
         )

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         default=None, alias="INCIDENT_BOT_PAGERDUTY_WEBHOOK_SECRET"
     )
     max_body_bytes: int = Field(default=1024 * 1024, alias="INCIDENT_BOT_MAX_BODY_BYTES")
+    # Past this many webhook requests in flight, more are answered 503 at once (the sender
+    # retries): a flood past what intake can store must not starve the Slack acks and the
+    # drives that share the event loop.
+    max_webhooks_in_flight: int = Field(
+        default=64, ge=1, alias="INCIDENT_BOT_MAX_WEBHOOKS_IN_FLIGHT"
+    )
     workers: int = Field(default=4, alias="INCIDENT_BOT_WORKERS")
     # Beside `workers` (none where that is 0), workers that take only resumes: a click is
     # driven at once even while every other worker is on a long investigation.

@@ -7,6 +7,7 @@ message names the bad field; a 401 says nothing more than `unauthorized`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -45,6 +46,8 @@ class Intake:
     metrics: Metrics
     auth: WebhookAuth | None
     max_body_bytes: int
+    # Requests being handled; when none is free a request is shed (503, Retry-After).
+    in_flight: asyncio.Semaphore
     # Told of every admission after it is durable (the Slack thread notes a resolution);
     # it must not block: the sender waits for the 202.
     on_admitted: Callable[[Admission], None] | None = None
@@ -158,6 +161,25 @@ async def _receive(
     request: web.Request, source: str, parse: Callable[[bytes], list[Alert] | Delivery]
 ) -> web.Response:
     intake = request.app[INTAKE]
+    if intake.in_flight.locked():
+        # Shed before reading the body: cheap, so the loop keeps time for Slack and drives.
+        # Counted, not logged: a flood would make a line per request.
+        intake.metrics.webhooks_shed.labels(source).inc()
+        return web.json_response(
+            {"error": "too many webhook requests in flight; retry"},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    async with intake.in_flight:
+        return await _handle(request, intake, source, parse)
+
+
+async def _handle(
+    request: web.Request,
+    intake: Intake,
+    source: str,
+    parse: Callable[[bytes], list[Alert] | Delivery],
+) -> web.Response:
     started = time.perf_counter()
     try:
         body = await _read(request, intake.max_body_bytes)
