@@ -25,8 +25,13 @@ the load average. Targets beside them: ack p99 <= 50 ms, click -> action start p
 The runs share one service, so the bot runs with
 `INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE=8` (default 3) to propose them sooner.
 
+With `--split` the alerts go to a second `serve` (`INCIDENT_BOT_WORKERS=0`: intake only)
+on the same Redis, as a deployment that gives the webhooks replicas of their own does;
+Slack's requests and the drives stay on the first, whose event loop the flood no longer
+shares.
+
     python bench/slack_ack.py [--clicks 20] [--commands 60] [--rate 1000]
-                              [--seconds 10] [--settle 10] [--load groups|repeat]
+                              [--seconds 10] [--settle 10] [--load groups|repeat] [--split]
 
 The children run from this file: `slack_ack.py slack` (the local Slack) and
 `slack_ack.py load URL RATE SECONDS MODE` (the load generator).
@@ -318,9 +323,9 @@ async def _until(probe: Callable[[], Awaitable[bool]], what: str, within: float)
 
 
 @contextlib.asynccontextmanager
-async def _processes(data: Path) -> AsyncIterator[tuple[str, str, str, RunStore]]:
-    """Redis, the sandbox, the local Slack and `serve`: (bot URL, Slack URL, Slack info
-    URL, a store reading the bot's Redis)."""
+async def _processes(data: Path, *, split: bool) -> AsyncIterator[tuple[Urls, RunStore]]:
+    """Redis, the sandbox, the local Slack and `serve` (and, `split`, an intake-only
+    `serve`): their URLs and a store reading the bot's Redis."""
     redis_stack = contextlib.ExitStack()
     redis_url = redis_stack.enter_context(redis_server(data))
     children: list[asyncio.subprocess.Process] = []
@@ -377,36 +382,13 @@ async def _processes(data: Path) -> AsyncIterator[tuple[str, str, str, RunStore]
             KUBERNETES_URL=sandbox,
         )
         wait_for_port(sandbox_port, timeout=30)
-        children.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "serve",
-                cwd=data,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=(data / "serve.out").open("wb"),
-                stderr=(data / "serve.err").open("wb"),
-            )
-        )
-        bot_url = f"http://127.0.0.1:{port}"
-
-        async def ready() -> bool:
-            if children[-1].returncode is not None:
-                err = (data / "serve.err").read_text()[-2000:]
-                raise RuntimeError(f"serve exited {children[-1].returncode}: {err}")
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"{bot_url}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await _until(ready, "serve ready", 60)
+        bot_url = await _serve(children, data, env, "serve")
+        intake_url = bot_url
+        if split:
+            intake_env = env | {"INCIDENT_BOT_PORT": str(free_port()), "INCIDENT_BOT_WORKERS": "0"}
+            intake_url = await _serve(children, data, intake_env, "intake")
         yield (
-            bot_url,
-            urls["url"],
-            urls["info"],
+            Urls(bot=bot_url, intake=intake_url, slack=urls["url"], info=urls["info"]),
             RunStore(client, prefix=PREFIX, retention_seconds=3600),
         )
     finally:
@@ -469,7 +451,8 @@ def _print_load(load: dict[str, Any]) -> None:
 def _print(phases: list[Phase], args: argparse.Namespace) -> None:
     print(
         f"slack_ack: {args.clicks} Approve clicks and {args.commands} commands per phase over "
-        f"{args.seconds:g} s; loaded phase: {args.rate:g} alerts/s ({args.load})"
+        f"{args.seconds:g} s; loaded phase: {args.rate:g} alerts/s ({args.load}"
+        f"{', to an intake-only serve' if args.split else ''})"
     )
     print(
         f"{'phase':<9} {'clicks':>6} {'ack p50':>8} {'ack p99':>8} | {'cmds':>4} {'p50':>6} "
@@ -518,16 +501,59 @@ def _print(phases: list[Phase], args: argparse.Namespace) -> None:
 
 
 # -- the run --------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Urls:
+    """Where the bench's processes listen."""
+
+    bot: str  # Slack's requests (and the drives)
+    intake: str  # the load generator's alerts: `bot`, or the intake-only serve (--split)
+    slack: str
+    info: str  # the local Slack's proposals endpoint
+
+
+async def _serve(
+    children: list[asyncio.subprocess.Process], data: Path, env: dict[str, str], name: str
+) -> str:
+    """Start `incident-bot serve` with `env` (logs in `data/NAME.*`); its URL once ready."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "serve",
+        cwd=data,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=(data / f"{name}.out").open("wb"),
+        stderr=(data / f"{name}.err").open("wb"),
+    )
+    children.append(child)
+    url = f"http://127.0.0.1:{env['INCIDENT_BOT_PORT']}"
+
+    async def ready() -> bool:
+        if child.returncode is not None:
+            err = (data / f"{name}.err").read_text()[-2000:]
+            raise RuntimeError(f"{name} exited {child.returncode}: {err}")
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await _until(ready, f"{name} ready", 60)
+    return url
+
+
 async def _measure(
     name: str,
     http: aiohttp.ClientSession,
-    urls: tuple[str, str, RunStore],
+    urls: Urls,
+    store: RunStore,
     proposals: list[Proposal],
     args: argparse.Namespace,
 ) -> Phase:
     """One phase: the sends (under the load generator when `name` is "loaded"), then the
     wait for the clicks' actions."""
-    bot_url, slack_url, store = urls
+    bot_url, slack_url = urls.bot, urls.slack
     phase = Phase(name)
     load = None
     if name == "loaded":
@@ -535,7 +561,7 @@ async def _measure(
             sys.executable,
             __file__,
             "load",
-            f"{bot_url}/webhooks/alertmanager",
+            f"{urls.intake}/webhooks/alertmanager",
             str(args.rate),
             str(args.seconds + 2 * WARMUP_SECONDS),
             args.load,
@@ -557,15 +583,14 @@ async def _measure(
 async def _run(args: argparse.Namespace) -> list[Phase]:
     with tempfile.TemporaryDirectory() as tmp:
         async with (
-            _processes(Path(tmp)) as (bot_url, slack_url, info_url, store),
+            _processes(Path(tmp), split=args.split) as (urls, store),
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
         ):
             started = time.monotonic()
-            found = await _proposals(http, bot_url, info_url, 2 * args.clicks, within=120)
+            found = await _proposals(http, urls.bot, urls.info, 2 * args.clicks, within=120)
             print(f"{len(found)} runs awaiting approval after {time.monotonic() - started:.1f} s")
-            urls = (bot_url, slack_url, store)
-            base = await _measure("baseline", http, urls, found[: args.clicks], args)
-            loaded = await _measure("loaded", http, urls, found[args.clicks :], args)
+            base = await _measure("baseline", http, urls, store, found[: args.clicks], args)
+            loaded = await _measure("loaded", http, urls, store, found[args.clicks :], args)
             return [base, loaded]
 
 
@@ -583,6 +608,11 @@ def _args() -> argparse.Namespace:
         choices=("groups", "repeat"),
         default="groups",
         help="a new alert group per request (groups) or one group repeated",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="the alerts to a second, intake-only serve (INCIDENT_BOT_WORKERS=0)",
     )
     args = parser.parse_args()
     if args.clicks < 1 or args.commands < 0 or args.rate <= 0 or args.seconds <= 0:
