@@ -43,7 +43,6 @@ invisible characters, on one line.
 
 from __future__ import annotations
 
-import functools
 import html
 import re
 import unicodedata
@@ -51,6 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.injection_rules import COMPACT_PATTERNS, RULES
+from tools.digest_cache import DigestCache
 
 __all__ = ["EXCERPT_MAX", "KINDS", "InjectionHit", "describe", "scan"]
 
@@ -200,12 +200,6 @@ def scan(text: str) -> tuple[InjectionHit, ...]:
     return _scan_short(text) if len(text) <= _CACHED_CHARS else _scan(text)
 
 
-@functools.lru_cache(maxsize=8192)
-def _scan_short(text: str) -> tuple[InjectionHit, ...]:
-    """`_scan` of a short text, remembered (the hits are immutable, so they are shared)."""
-    return _scan(text)
-
-
 def _scan(text: str) -> tuple[InjectionHit, ...]:
     readable = _readable(text)
     probe = _probe(readable)
@@ -233,6 +227,11 @@ def _scan(text: str) -> tuple[InjectionHit, ...]:
                     (start, InjectionHit(kind=kind, excerpt=_excerpt(readable, start, end)))
                 )
     return tuple(hit for _, hit in sorted(found, key=lambda pair: pair[0]))
+
+
+# Short texts' hits, remembered by digest (never the raw text: `DigestCache`); the hits
+# are immutable, so they are shared.
+_scan_short = DigestCache(_scan, maxsize=8192)
 
 
 def describe(hits: Sequence[InjectionHit]) -> str:

@@ -9,7 +9,6 @@ the values. Text that addresses the model or the bot becomes a `Flag` on the run
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from bot import injection
 from bot.metrics import Metrics
 from bot.models import Alert, Flag, Part, Step, TextPart, ToolCallPart
+from tools.digest_cache import DigestCache
 from tools.redaction import merge_counts, redact, redact_value
 from tools.toolset import ToolResult
 
@@ -32,12 +32,14 @@ def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
     return Alert.model_validate_json(cleaned), dict(counts)
 
 
-@functools.lru_cache(maxsize=4096)
-def _redacted_alert(document: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
-    """One alert document, redacted (None: nothing was); cached, as a storm repeats the
-    same alerts."""
+def _redact_document(document: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+    """One alert document, redacted (None: nothing was)."""
     cleaned, counts = redact_value(json.loads(document))
     return (json.dumps(cleaned) if counts else None), tuple(sorted(counts.items()))
+
+
+# Remembered by digest, as a storm repeats the same alerts (never the raw document).
+_redacted_alert = DigestCache(_redact_document, maxsize=4096)
 
 
 def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:

@@ -3,8 +3,12 @@ promises hold (idempotent, JSON stays valid, counts by kind, linear time)."""
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
+import random
 import re
+import string
 import subprocess
 import sys
 import time
@@ -14,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tools.digest_cache import DigestCache
 from tools.redaction import Redaction, merge_counts, redact, redact_text, redact_value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "secrets"
@@ -368,3 +373,43 @@ def test_every_placeholder_in_output_names_a_kind() -> None:
         redaction = redact(entry["text"])
         kinds = PLACEHOLDER.findall(redaction.text)
         assert sum(redaction.counts.values()) == len(kinds), entry["id"]
+
+
+def _redact_fresh_secret() -> tuple[str, set[str]]:
+    """Redact a text holding a secret made now; return the redaction and the digests of
+    the secret and the text (nothing that holds either)."""
+    alphabet = string.ascii_uppercase + string.digits
+    secret = "AKIA" + "".join(random.SystemRandom().choice(alphabet) for _ in range(16))
+    text = f"assume role failed: AWS_ACCESS_KEY_ID={secret} region=eu-west-1"
+    digests = {hashlib.sha256(s.encode()).hexdigest() for s in (secret, text)}
+    return redact(text).text, digests
+
+
+def test_remembered_redactions_hold_no_raw_secret() -> None:
+    """The redaction cache keeps what it computed, never the text it was given: no object
+    the collector tracks refers to the secret or the text after they are redacted."""
+    redacted, digests = _redact_fresh_secret()
+    assert "[REDACTED:" in redacted
+    gc.collect()
+    held = {
+        hashlib.sha256(o.encode()).hexdigest()
+        for o in gc.get_referents(*gc.get_objects())
+        if isinstance(o, str) and 20 <= len(o) <= 80 and o.startswith(("AKIA", "assume"))
+    }
+    assert not held & digests
+
+
+def test_a_digest_cache_tells_arguments_apart_and_forgets_the_oldest() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def joined(*parts: str) -> str:
+        calls.append(parts)
+        return "|".join(parts)
+
+    cache = DigestCache(joined, maxsize=2)
+    assert (cache("ab", "c"), cache("a", "bc")) == ("ab|c", "a|bc")  # not one key
+    assert cache("ab", "c") == "ab|c" and len(calls) == 2  # remembered
+    cache("x")  # a third: ("ab", "c"), the first computed, is forgotten
+    cache("a", "bc")
+    cache("ab", "c")
+    assert calls == [("ab", "c"), ("a", "bc"), ("x",), ("ab", "c")]

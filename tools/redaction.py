@@ -16,7 +16,6 @@ the text of a JSON document leaves it valid JSON.
 
 from __future__ import annotations
 
-import functools
 import re
 from bisect import bisect_right
 from collections import Counter
@@ -26,6 +25,7 @@ from types import MappingProxyType
 
 from pydantic import JsonValue
 
+from tools.digest_cache import DigestCache
 from tools.secret_detectors import Hit, fold
 from tools.secret_patterns import catalog, field_kind
 
@@ -50,11 +50,14 @@ def redact(text: str) -> Redaction:
     return _redact_short(text) if len(text) <= _CACHED_CHARS else _redact(text)
 
 
-@functools.lru_cache(maxsize=8192)
-def _redact_short(text: str) -> Redaction:
-    """`_redact` of a short text, remembered (its counts read-only: they are shared)."""
+def _redact_shared(text: str) -> Redaction:
+    """`_redact` with read-only counts: a remembered redaction is shared."""
     found = _redact(text)
     return Redaction(text=found.text, counts=MappingProxyType(dict(found.counts)))
+
+
+# Short texts' redactions, remembered by digest (never the raw text: `DigestCache`).
+_redact_short = DigestCache(_redact_shared, maxsize=8192)
 
 
 def _redact(text: str) -> Redaction:
@@ -120,9 +123,7 @@ def _field_kind(name: str, value: str) -> str | None:
     return field_kind(name, value)
 
 
-@functools.lru_cache(maxsize=8192)
-def _short_field_kind(name: str, value: str) -> str | None:
-    return field_kind(name, value)
+_short_field_kind = DigestCache(field_kind, maxsize=8192)
 
 
 def _field_name(item: Mapping[str, JsonValue], key: str) -> str:
