@@ -99,7 +99,11 @@ class RunDriver:
                 else f"its action record says {record.state}"
                 + (f": {record.detail}" if record.detail else "")
             )
-            stopped = await self.checkpoints.write(
+            # Written by the checkpoint that ends the run, like an expiry's event.
+            await self.checkpoints.note(
+                run.id, "deadline_passed", state=run.status.value, action=known
+            )
+            return await self.checkpoints.write(
                 run.model_copy(
                     update={
                         "status": RunStatus.NEEDS_ATTENTION,
@@ -108,10 +112,6 @@ class RunDriver:
                     }
                 )
             )
-            await self.checkpoints.audit(
-                run.id, "deadline_passed", state=run.status.value, action=known
-            )
-            return stopped
 
     async def _step(self, run: Run) -> Run:
         match run.status:
@@ -179,7 +179,17 @@ class RunDriver:
         """End the run `expired`: nobody decided on its proposal within the timeout (the
         one meaning of expiry, for a late drive and for the sweeper alike)."""
         assert run.proposal is not None  # noqa: S101 - only a proposal expires
-        expired = await self.checkpoints.write(
+        # Noted, so that the checkpoint that ends the run writes its event with it: who
+        # reads the run `expired` reads why.
+        await self.checkpoints.note(
+            run.id,
+            "expired",
+            proposal=run.proposal.id,
+            asked=requirement.approvers(),
+            timeout_seconds=self.approval_timeout_seconds,
+            decisions=len(decisions),
+        )
+        return await self.checkpoints.write(
             run.model_copy(
                 update={
                     "status": RunStatus.EXPIRED,
@@ -189,15 +199,6 @@ class RunDriver:
                 }
             )
         )
-        await self.checkpoints.audit(
-            run.id,
-            "expired",
-            proposal=run.proposal.id,
-            asked=requirement.approvers(),
-            timeout_seconds=self.approval_timeout_seconds,
-            decisions=len(decisions),
-        )
-        return expired
 
     def holding(self, run_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """The run's lease, for work on the run outside `drive` (parking, retrying);

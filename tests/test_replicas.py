@@ -40,6 +40,9 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
         "INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE": "8",
         "INCIDENT_BOT_LEASE_SECONDS": "5",
         "INCIDENT_BOT_RECLAIM_AFTER": "6",
+        # All 200 deliveries at once to each replica: none is shed (that is tested in
+        # test_webhook_shedding.py); here every one must be stored.
+        "INCIDENT_BOT_MAX_WEBHOOKS_IN_FLIGHT": str(GROUPS),
     }
     first, second = await asyncio.gather(
         start_replica(tmp_path, **env), start_replica(tmp_path, **env)
@@ -88,6 +91,8 @@ async def test_two_replicas_share_the_groups_and_finish_the_runs_of_a_killed_one
         for replica in (first, second):
             if replica.process.returncode is None:
                 replica.process.send_signal(signal.SIGTERM)
+        # Both are waited for: a failure before the kill must not leave `first` running.
+        await asyncio.wait_for(first.process.wait(), 30)
         assert await asyncio.wait_for(second.process.wait(), 30) == 0
 
     runs = [await store.load(run_id) for run_id in run_ids]
