@@ -29,6 +29,7 @@ from typing import Literal, cast
 
 from bot.deps import Deps
 from bot.errors import AdmissionContended, RunExists
+from bot.metrics import Metrics
 from bot.models import Alert, RunStatus, new_id
 from bot.queue import WorkQueue
 from bot.runs import redact_alert_counted, start_run
@@ -63,6 +64,18 @@ class Admission:
 
     run_id: str | None
     outcome: Outcome
+
+
+# Outcomes of a delivery folded into a run that was already open.
+_DEDUPLICATED: frozenset[Outcome] = frozenset({"updated", "repeated", "resolved"})
+
+
+def count_admission(metrics: Metrics, source: str, admission: Admission, alerts: int) -> None:
+    """Count a delivery's alerts as received, and as deduplicated when they joined a run
+    that was already open (every source counts the same way)."""
+    metrics.alerts_received.labels(source).inc(alerts)
+    if admission.outcome in _DEDUPLICATED:
+        metrics.alerts_deduplicated.labels(source).inc(alerts)
 
 
 @functools.lru_cache(maxsize=KNOWN_GROUPS)

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from bot.dedup import Admission, AlertGroups
+from bot.dedup import Admission, AlertGroups, count_admission
 from bot.errors import StoreError
 from bot.intake import pagerduty
 from bot.intake.alertmanager import WebhookBody
@@ -32,8 +32,6 @@ from tools.toolset import describe_validation_error
 
 log = logging.getLogger(__name__)
 
-# Outcomes of a delivery folded into a run that was already open.
-_DEDUPLICATED = frozenset({"updated", "repeated", "resolved"})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -197,11 +195,9 @@ async def _handle(
             extra={"source": source, "status": exc.status, "error": exc.detail},
         )
         return web.json_response({"error": exc.error}, status=exc.status)
-    intake.metrics.alerts_received.labels(source).inc(len(alerts))
+    count_admission(intake.metrics, source, admission, len(alerts))
     if intake.on_admitted is not None:
         intake.on_admitted(admission)
-    if admission.outcome in _DEDUPLICATED:
-        intake.metrics.alerts_deduplicated.labels(source).inc(len(alerts))
     log.info(
         "alerts admitted",
         extra={

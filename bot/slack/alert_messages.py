@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt.response import BoltResponse
 
-from bot.dedup import AlertGroups
+from bot.dedup import AlertGroups, count_admission
 from bot.deps import Deps
 from bot.intake.slack_alerts import parse_message
 from bot.intake.slack_alerts.message import AlertMessage
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 # A bot's message: posted through an app's token (no subtype) or an incoming webhook.
 _SUBTYPES = {None, "bot_message"}
-_DEDUPLICATED = frozenset({"updated", "repeated", "resolved"})
 
 
 def alert_message(event: object) -> AlertMessage | None:
@@ -97,10 +96,7 @@ class AlertMessages:
             await self._refs.set(run_id, thread)
 
         admission = await self._groups.admit(alerts, before_queue=in_its_thread)
-        metrics = self._deps.metrics
-        metrics.alerts_received.labels("slack").inc(len(alerts))
-        if admission.outcome in _DEDUPLICATED:
-            metrics.alerts_deduplicated.labels("slack").inc(len(alerts))
+        count_admission(self._deps.metrics, "slack", admission, len(alerts))
         self._threads.on_admitted(admission)
         log.info(
             "slack alert message admitted",
