@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tools.logs import LOGS, pattern_of, query, summarize_lines
+from tools.logs import LOGS, newest_lines, pattern_of, query, summarize_lines
 from tools.sandbox import RunningSandbox, load_scenario, run_sandbox
 from tools.sandbox.scenario_parts import Fault
 from tools.toolset import ToolContext, ToolInputError, ToolResult
@@ -67,9 +67,34 @@ async def test_error_lines_are_summarised_by_frequency(loki: ToolContext) -> Non
         'level=error msg="upstream timeout" upstream=payments.shop:<n> timeout_ms=<n> '
         "request_id=<n>"
     )
-    newest = data["newest"]
-    assert isinstance(newest, list) and len(newest) == 3
-    assert all(str(n["pod"]).startswith("checkout-") for n in newest if isinstance(n, dict))
+    # The newest 3 lines are one error from the three pods: shown once, counted.
+    [newest] = data["newest"]
+    assert isinstance(newest, dict) and newest["count"] == 3
+    pods = newest["pods"]
+    assert isinstance(pods, list) and len(pods) == 3
+    assert all(str(pod).startswith("checkout-") for pod in pods)
+    assert str(newest["since"]) <= str(newest["time"])
+    assert pattern_of(str(newest["line"])) == top["pattern"]
+
+
+def test_alike_newest_lines_are_grouped_in_the_order_of_their_newest() -> None:
+    s = 1_000_000_000
+    entries = [
+        (50 * s, "timeout id=7", {"pod": "a"}),
+        (40 * s, "disk full", {"pod": "b"}),
+        (30 * s, "timeout id=9", {"pod": "c"}),
+        (20 * s, "timeout id=3", {}),
+    ] + [(10 * s - i, "timeout id=1", {"pod": f"p{i}"}) for i in range(6)]
+    timeout, disk = newest_lines(entries)
+    assert timeout == {
+        "time": "1970-01-01T00:00:50Z",
+        "since": "1970-01-01T00:00:09Z",
+        "count": 9,
+        "pods": ["a", "c", "p0", "p1", "p2"],
+        "more_pods": 3,
+        "line": "timeout id=7",
+    }
+    assert disk == {"time": "1970-01-01T00:00:40Z", "count": 1, "pods": ["b"], "line": "disk full"}
 
 
 async def test_the_old_pods_logs_are_still_there(loki: ToolContext) -> None:

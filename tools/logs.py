@@ -1,8 +1,10 @@
 """Read-only log tools on Loki: a LogQL range query, summarised for the model.
 
-A log query answers with the newest lines up to a cap and a summary of the most frequent
-lines, counted after masking what varies between them (numbers, ids, hashes), so one
-look shows that 900 of 1,000 lines are the same `upstream timeout`. A metric query
+A log query answers with a summary of the most frequent lines, counted after masking what
+varies between them (numbers, ids, hashes), so one look shows that 900 of 1,000 lines are
+the same `upstream timeout`, and with the newest lines, those alike shown once with a count,
+their pods and their times: thirty copies of one error would tell the model nothing the
+first did not, and would be most of what it reads. A metric query
 (`count_over_time(...)`, `rate(...)`) answers with per-series summaries like
 `prometheus.query_range`.
 """
@@ -41,6 +43,7 @@ NOT_CONFIGURED = "Loki is not configured (LOKI_URL is unset)"
 MAX_LINES = 500
 MAX_LINE_CHARS = 300
 TOP_PATTERNS = 10
+MAX_PODS_SHOWN = 5  # pods named per group of alike newest lines; the rest are counted
 NARROW = 'a narrower stream selector, a line filter (|= "error"), fewer minutes or a lower limit'
 _VARYING = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuid
@@ -72,7 +75,12 @@ class LogsInput(BaseModel):
         description="Lines to fetch at most (newest first; at most 500).",
     )
     show_lines: int = Field(
-        default=30, ge=0, le=MAX_LINES, description="Newest lines to show verbatim."
+        default=30,
+        ge=0,
+        le=MAX_LINES,
+        description=(
+            "Newest lines to show; lines differing only in numbers and ids are shown once, counted."
+        ),
     )
 
 
@@ -106,6 +114,31 @@ def summarize_lines(lines: list[str]) -> list[JsonValue]:
         {"count": count, "pattern": pattern[:MAX_LINE_CHARS], "example": _cut(examples[pattern])}
         for pattern, count in counts.most_common(TOP_PATTERNS)
     ]
+
+
+def newest_lines(entries: list[tuple[int, str, dict[str, str]]]) -> list[JsonValue]:
+    """Log entries (nanosecond time, line, stream labels; newest first) grouped by pattern,
+    in the order of each pattern's newest line: that line verbatim, how many lines the
+    group holds, from which pods and, for more than one line, since when."""
+    groups: dict[str, list[tuple[int, str, dict[str, str]]]] = {}
+    for entry in entries:
+        groups.setdefault(pattern_of(entry[1]), []).append(entry)
+    shown: list[JsonValue] = []
+    for members in groups.values():
+        newest_time, line, _ = members[0]
+        pods = sorted({labels["pod"] for _, _, labels in members if labels.get("pod")})
+        group: JsonObject = {"time": _iso_ns(newest_time)}
+        if len(members) > 1:
+            group["since"] = _iso_ns(members[-1][0])
+        group["count"] = len(members)
+        if pods:
+            named: list[JsonValue] = [*pods[:MAX_PODS_SHOWN]]
+            group["pods"] = named
+        if len(pods) > MAX_PODS_SHOWN:
+            group["more_pods"] = len(pods) - MAX_PODS_SHOWN
+        group["line"] = _cut(line)
+        shown.append(group)
+    return shown
 
 
 def _cut(line: str) -> str:
@@ -176,7 +209,9 @@ def describe_query(args: LogsInput, result: ToolResult) -> str:
 async def query(ctx: ToolContext, args: LogsInput) -> ToolResult:
     """Search logs in Loki with LogQL over the last `minutes` (default 30). Returns how many
     lines matched (up to `limit`), the most frequent lines (numbers and ids masked, with a
-    count and an example each) and the newest `show_lines` lines with their pod. Use a
+    count and an example each) and the newest `show_lines` lines: lines that differ only in
+    numbers and ids are shown once (the newest, verbatim) with how many, their pods and
+    since when. Use a
     line filter to find errors: `{namespace="shop", app="checkout"} |= "error"`; a metric
     query such as `sum by (pod) (count_over_time({app="checkout"} |= "timeout" [5m]))`
     returns per-series summaries instead.
@@ -205,10 +240,7 @@ async def query(ctx: ToolContext, args: LogsInput) -> ToolResult:
         "lines_matched": len(entries),
         "streams": len(data.result),
         "most_frequent": summarize_lines([line for _, line, _ in entries]),
-        "newest": [
-            {"time": _iso_ns(ts), "pod": labels.get("pod"), "line": _cut(line)}
-            for ts, line, labels in entries[: args.show_lines]
-        ],
+        "newest": newest_lines(entries[: args.show_lines]),
     }
     note = None
     if len(entries) >= args.limit:
