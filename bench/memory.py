@@ -7,21 +7,29 @@ run has left `queued`/`investigating` (each proposes a rollback, or ends), and r
 again. Then, for what the idle figure is made of: the RSS of a bare interpreter and after
 importing each heavy dependency alone, and after importing the CLI that `serve` runs, with
 the heavy packages that import loads.
+Measured twice: with the runbook planner (no model key), and with Claude (a key, and the
+scripted Messages API of the tests, `tests/anthropic_server.py`, replaying the recorded
+investigation `evals/scenarios/bad-deploy-errors/transcripts/good.yaml` once per run; one
+worker, so that each run gets its own three replies in order), where the SDK is loaded at
+start-up.
 Targets: idle <= 110 MB; growth after 100 runs <= 10 MB.
 Uses redis-server when installed, else an embedded Valkey.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -31,6 +39,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.evals.scenarios import load_transcripts  # noqa: E402
+from tests.anthropic_server import API_KEY, Exchange, ScriptedAnthropic, message  # noqa: E402
 from tests.servers import free_port, redis_server  # noqa: E402
 
 RUNS = 100
@@ -38,6 +48,7 @@ PREFIX = "bench-memory:"
 IDLE_TARGET_MB = 110.0
 GROWTH_TARGET_MB = 10.0
 SETTLE_SECONDS = 2.0
+TRANSCRIPT = ROOT / "evals" / "scenarios" / "bad-deploy-errors" / "transcripts"
 BODY = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing-single.json").read_text())
 HEAVY = (
     "aiohttp",
@@ -45,7 +56,7 @@ HEAVY = (
     "pydantic",
     "yaml",
     "anthropic",
-    "kubernetes_asyncio.client",
+    "lightkube",
     "kubernetes_validate",
     "jsonschema",
     "slack_bolt",
@@ -112,8 +123,37 @@ class ServeFigures:
     statuses: dict[str, int]
 
 
-def serve_figures(redis_url: str, data: Path) -> ServeFigures:
-    """Idle RSS, RSS after `RUNS` runs, and how the runs ended."""
+def _script(runs: int) -> list[Exchange]:
+    """The recorded good investigation's replies, once per run."""
+    replies = load_transcripts(TRANSCRIPT)["good"].replies
+    return [
+        Exchange(message(r.content, stop_reason=r.stop_reason, usage=r.usage.model_dump()))
+        for _ in range(runs)
+        for r in replies
+    ]
+
+
+@contextmanager
+def scripted_claude(runs: int) -> Iterator[str]:
+    """The scripted Messages API, on a loop in a thread of its own; yields its URL."""
+    loop = asyncio.new_event_loop()
+    server = ScriptedAnthropic(_script(runs))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
+    try:
+        yield server.url
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+        server.assert_done()
+
+
+def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> ServeFigures:
+    """Idle RSS, RSS after `RUNS` runs, and how the runs ended; with the model at
+    `model_url` (one worker), else the runbook planner."""
     port = free_port()
     env = {
         key: value
@@ -127,6 +167,12 @@ def serve_figures(redis_url: str, data: Path) -> ServeFigures:
         "INCIDENT_BOT_KEY_PREFIX": PREFIX,
         "PYTHONPATH": str(ROOT),
     }
+    if model_url is not None:
+        env |= {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": model_url,
+            "INCIDENT_BOT_WORKERS": "1",
+        }
     command = [sys.executable, "-m", "bot", "--log-level", "ERROR", "serve"]
     bot = subprocess.Popen(
         [*command, "--sandbox", "bad-deploy"], env=env, cwd=data, stdout=subprocess.DEVNULL
@@ -213,13 +259,11 @@ def import_figures() -> ImportFigures:
     )
 
 
-def main() -> None:
-    """Measure and print."""
-    with tempfile.TemporaryDirectory() as data, redis_server(Path(data)) as url:
-        figures = serve_figures(url, Path(data))
+def report(engine: str, figures: ServeFigures) -> None:
+    """Print one server's figures against the targets."""
     idle, first, after, settled = figures.idle, figures.first, figures.after, figures.settled
     growth = settled - idle
-    print(f"incident-bot serve --sandbox bad-deploy, runbook planner, {RUNS} runs")
+    print(f"incident-bot serve --sandbox bad-deploy, {engine}, {RUNS} runs")
     print(f"runs took {figures.seconds:.1f} s; statuses: {figures.statuses}")
     verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
     print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
@@ -230,6 +274,21 @@ def main() -> None:
         f"{SETTLE_SECONDS:.0f} s later           {settled:7.1f} MB  growth {growth:+.1f} MB "
         f"(target <= {GROWTH_TARGET_MB:.0f} MB: {verdict})"
     )
+
+
+def main() -> None:
+    """Measure and print."""
+    with tempfile.TemporaryDirectory() as data, redis_server(Path(data)) as url:
+        report("runbook planner", serve_figures(url, Path(data)))
+    print()
+    with (
+        tempfile.TemporaryDirectory() as data,
+        redis_server(Path(data)) as url,
+        scripted_claude(RUNS) as model_url,
+    ):
+        report(
+            "Claude (scripted Messages API), one worker", serve_figures(url, Path(data), model_url)
+        )
     f = import_figures()
     print(f"\nimport cost (RSS of fresh interpreters; bare python {f.bare:.1f} MB)")
     print(f"  import bot.cli (what serve runs)  {f.cli:6.1f} MB  (+{f.cli - f.bare:.1f})")

@@ -321,7 +321,7 @@ def webhook_endpoints(policy: Policy, settings: Settings) -> dict[str, WebhookEn
 def _kubernetes(
     stack: AsyncExitStack, url: str | None, kubeconfig: Path | None
 ) -> KubernetesApi | None:
-    """The Kubernetes API, if configured; its client is built at first use."""
+    """The Kubernetes API, if configured (its client is built now, see `KubernetesApi`)."""
     if url is None and kubeconfig is None and "KUBERNETES_SERVICE_HOST" not in os.environ:
         return None
     kubernetes = KubernetesApi(url, kubeconfig)

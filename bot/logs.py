@@ -31,9 +31,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(cleaned)
 
 
-# Libraries that log raw API bodies at DEBUG (a Kubernetes response carries pod logs and
-# events verbatim, escaped twice): never below INFO, whatever the bot's level.
-QUIET = ("kubernetes_asyncio.client.rest",)
+# Libraries that trace every request at DEBUG (httpcore2, the transport of the Kubernetes
+# and model clients: each step of each call, response headers included): never below INFO,
+# whatever the bot's level. No library logs a Kubernetes answer's body (pod logs, events).
+QUIET = ("httpcore2",)
 
 
 def configure_logging(level: str, stream: TextIO | None = None) -> None:

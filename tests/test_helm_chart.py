@@ -10,15 +10,16 @@ from typing import Any
 
 import certifi
 import helm_python
+import httpx2
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes_asyncio.config import incluster_config
+from lightkube.config.kubeconfig import SERVICE_ACCOUNT
 
 from bot.runbook import load_runbooks
 from policies.schema import load_policy
 from tests.chart_render import CHART, FULLNAME, NAMESPACE, ROOT, VALUE_SETS, notes, render
-from tools.kube_client import kubernetes_client
+from tools.kube_client import http_client, kubernetes_client
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "*"}
 ACTIONS_SA = f"{FULLNAME}-actions"
@@ -41,7 +42,7 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 
 
 def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = one(docs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
     return spec
 
 
@@ -377,10 +378,12 @@ def test_read_only_token_is_a_secret_at_the_in_cluster_path() -> None:
     secret = volumes["read-token"]["secret"]
     assert secret["secretName"] == READ_TOKEN
     paths = {item["key"]: f"{directory}/{item['path']}" for item in secret["items"]}
-    # Where the tools' in-cluster config (KUBECONFIG is unset) reads the token and CA.
-    assert paths["token"] == incluster_config.SERVICE_TOKEN_FILENAME
-    assert paths["ca.crt"] == incluster_config.SERVICE_CERT_FILENAME
-    assert paths["namespace"] == f"{directory}/namespace"
+    # Where the tools' in-cluster config (KUBECONFIG is unset) reads the token, CA and
+    # namespace: the service-account directory of lightkube's `from_service_account`.
+    assert directory == SERVICE_ACCOUNT
+    assert paths["token"] == f"{SERVICE_ACCOUNT}/token"
+    assert paths["ca.crt"] == f"{SERVICE_ACCOUNT}/ca.crt"
+    assert paths["namespace"] == f"{SERVICE_ACCOUNT}/namespace"
     env = one(docs, "ConfigMap", FULLNAME)["data"]
     assert "KUBECONFIG" not in env and "KUBERNETES_URL" not in env
     # Nothing else is mounted there, and the actions' token is mounted elsewhere.
@@ -417,15 +420,20 @@ async def test_actions_kubeconfig_reads_the_projected_token_as_the_kubelet_renew
     shutil.copyfile(certifi.where(), tmp_path / "ca.crt")
     local = tmp_path / "kubeconfig"
     local.write_text(text.replace(token_dir, str(tmp_path)))
-    async with await kubernetes_client(None, local) as client:
-        configuration = client.configuration
-        assert configuration.host == "https://kubernetes.default.svc"
-        assert configuration.ssl_ca_cert == str(tmp_path / "ca.crt")
-        auth = await configuration.auth_settings()
-        assert auth["BearerToken"]["value"] == "Bearer actions-token-value"
+    async with kubernetes_client(None, local) as client:
+        config = client.config
+        assert config.cluster.server == "https://kubernetes.default.svc"
+        assert config.cluster.certificate_auth == str(tmp_path / "ca.crt")
+        auth = http_client(client).auth
+        assert authorization(auth) == "Bearer actions-token-value"
         (tmp_path / "token").write_text("renewed-actions-token")
-        auth = await configuration.auth_settings()
-        assert auth["BearerToken"]["value"] == "Bearer renewed-actions-token"
+        assert authorization(auth) == "Bearer renewed-actions-token"
+
+
+def authorization(auth: httpx2.Auth) -> str | None:
+    """The Authorization header `auth` puts on the next request."""
+    request = httpx2.Request("GET", "https://kubernetes.default.svc/version")
+    return next(auth.sync_auth_flow(request)).headers.get("Authorization")
 
 
 def test_existing_kubeconfig_secret_replaces_the_chart_made_actions_credentials() -> None:

@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from tests.servers import free_port
-from tools.kube_client import KubernetesApi, read_deployment
+from tools.kube_client import KubernetesApi, in_cluster, read_deployment
 
 
 @dataclass
@@ -151,3 +151,21 @@ async def test_an_inline_token_wins_over_the_token_file_as_in_the_loader(
     )
     await get_twice(kubeconfig, lambda: token.write_text("changed-file"))
     assert api.authorizations == ["Bearer inline", "Bearer inline"]
+
+
+def test_in_a_pod_the_token_is_sent_from_the_service_account_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a pod the token is the kubelet's too: sent from the file, not kept from start-up.
+    account = ProjectedVolume(tmp_path / "serviceaccount")
+    account.write("pod-token")
+    (account.root / "namespace").write_text("bots")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    config, token_file = in_cluster(account.root)
+    assert config is not None and config.user is not None
+    assert config.cluster.server == "https://10.0.0.1:443"
+    assert config.cluster.certificate_auth == str(account.root / "ca.crt")
+    assert config.namespace == "bots"
+    assert (config.user.token, config.user.token_file) == (None, None)
+    assert token_file == account.root / "token"

@@ -1,4 +1,4 @@
-"""Pods, logs, events and nodes with the real kubernetes_asyncio client against the sandbox,
+"""Pods, logs, events and nodes with the real lightkube client against the sandbox,
 including a 404, a 403 (RBAC), a 429 that succeeds on retry, and that no tool reads Secrets."""
 
 from __future__ import annotations

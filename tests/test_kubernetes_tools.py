@@ -1,4 +1,4 @@
-"""The Kubernetes tools with a real kubernetes_asyncio client against the sandbox."""
+"""The Kubernetes tools with a real lightkube client against the sandbox."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 `tools.kubernetes_pods`, events and nodes in `tools.kubernetes_cluster`. No tool reads
 Secrets: none calls a Secret endpoint, and names are validated so none can be made to.
 
-They call the API through `ctx.kubernetes`, a `kubernetes_asyncio` ApiClient holding
+They call the API through `ctx.kubernetes`, a `KubernetesApi` (a lightkube client) holding
 read-only credentials; client creation and the shared reads live in `tools.kube_client`.
 """
 
@@ -36,14 +36,14 @@ def rollout_state(deployment: Any) -> str:
     """How the latest rollout stands, in the words of `kubectl rollout status`."""
     spec, status = deployment.spec, deployment.status
     desired = spec.replicas if spec.replicas is not None else 1
-    updated = status.updated_replicas or 0
-    available = status.available_replicas or 0
+    updated = status.updatedReplicas or 0
+    available = status.availableReplicas or 0
     for condition in status.conditions or []:
         if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
             return "failed: progress deadline exceeded"
     if spec.paused:
         return "paused"
-    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+    if (status.observedGeneration or 0) < (deployment.metadata.generation or 0):
         return "waiting for the controller to observe the new spec"
     if updated < desired:
         return f"in progress: {updated} of {desired} replicas updated"
@@ -64,26 +64,26 @@ def describe_deployment(deployment: Any) -> JsonObject:
         "containers": [{"name": c.name, "image": c.image} for c in spec.template.spec.containers],
         "replicas": {
             "desired": spec.replicas,
-            "ready": status.ready_replicas or 0,
-            "updated": status.updated_replicas or 0,
-            "available": status.available_replicas or 0,
-            "unavailable": status.unavailable_replicas or 0,
+            "ready": status.readyReplicas or 0,
+            "updated": status.updatedReplicas or 0,
+            "available": status.availableReplicas or 0,
+            "unavailable": status.unavailableReplicas or 0,
         },
         "rollout": rollout_state(deployment),
         "generation": meta.generation,
-        "observed_generation": status.observed_generation,
+        "observed_generation": status.observedGeneration,
         "conditions": [
             {
                 "type": c.type,
                 "status": c.status,
                 "reason": c.reason,
                 "message": c.message,
-                "last_update": iso(c.last_update_time),
+                "last_update": iso(c.lastUpdateTime),
             }
             for c in status.conditions or []
         ],
-        "selector": dict(spec.selector.match_labels or {}),
-        "created": iso(meta.creation_timestamp),
+        "selector": dict(spec.selector.matchLabels or {}),
+        "created": iso(meta.creationTimestamp),
     }
 
 
@@ -190,9 +190,9 @@ async def rollout_history(ctx: ToolContext, args: RolloutHistoryInput) -> ToolRe
             "current": revision_of(rs) == current,
             "images": [*images_of(rs.spec.template)],
             "change_cause": change_cause_of(rs),
-            "created": iso(rs.metadata.creation_timestamp),
+            "created": iso(rs.metadata.creationTimestamp),
             "replicas": rs.spec.replicas or 0,
-            "ready": rs.status.ready_replicas or 0,
+            "ready": rs.status.readyReplicas or 0,
             "replica_set": rs.metadata.name,
         }
         for rs in replica_sets

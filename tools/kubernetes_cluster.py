@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
+from lightkube.resources.core_v1 import Event, Node
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from tools.describing import failed, integer, listed, objects, plural, quote, text, total
-from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
+from tools.kube_client import (
+    NOT_CONFIGURED,
+    KubernetesError,
+    call_kubernetes,
+    collected,
+    http_client,
+    iso,
+)
 from tools.kube_inputs import NAME, Namespace, optional_name
 from tools.toolset import Health, ToolContext, ToolResult, tool
 
@@ -34,18 +43,16 @@ class EventsInput(BaseModel):
 
 def _when(event: Any) -> datetime | None:
     series = getattr(event, "series", None)
-    last = series.last_observed_time if series is not None else None
-    result: datetime | None = (
-        last or event.last_timestamp or event.event_time or event.first_timestamp
-    )
+    last = series.lastObservedTime if series is not None else None
+    result: datetime | None = last or event.lastTimestamp or event.eventTime or event.firstTimestamp
     if result is None and event.metadata is not None:
-        result = event.metadata.creation_timestamp
+        result = event.metadata.creationTimestamp
     return result
 
 
 def describe_event(event: Any) -> JsonObject:
     """An event in one line's worth of fields."""
-    obj = event.involved_object
+    obj = event.involvedObject
     return {
         "last_seen": iso(_when(event)),
         "type": event.type,
@@ -96,25 +103,24 @@ async def events(ctx: ToolContext, args: EventsInput) -> ToolResult:
     """
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
-    fields = []
+    fields: dict[str, Any] = {}
     if args.kind:
-        fields.append(f"involvedObject.kind={args.kind}")
+        fields["involvedObject.kind"] = args.kind
     if args.name:
-        fields.append(f"involvedObject.name={args.name}")
+        fields["involvedObject.name"] = args.name
     if args.warnings_only:
-        fields.append("type=Warning")
-    selector = ",".join(fields)
+        fields["type"] = "Warning"
     about = f" about {args.kind or 'object'} {args.name}" if args.name else ""
     try:
-        core = await ctx.kubernetes.core()
-        listed = await call_kubernetes(
-            lambda: core.list_namespaced_event(args.namespace, field_selector=selector),
+        client = await ctx.kubernetes.client()
+        found_events = await call_kubernetes(
+            lambda: collected(client.list(Event, namespace=args.namespace, fields=fields or None)),
             what=f"events in namespace {args.namespace}{about}",
             timeout_seconds=ctx.timeout_seconds,
         )
     except KubernetesError as exc:
         return ToolResult.fail(str(exc))
-    ordered = sorted(listed.items, key=lambda e: iso(_when(e)) or "", reverse=True)
+    ordered = sorted(found_events, key=lambda e: iso(_when(e)) or "", reverse=True)
     found: list[JsonValue] = [describe_event(e) for e in ordered[:MAX_EVENTS]]
     if not found:
         return ToolResult.no_data(f"no events in namespace {args.namespace}{about}")
@@ -154,7 +160,7 @@ def describe_node(node: Any) -> JsonObject:
         "unschedulable": bool(node.spec.unschedulable),
         "taints": [f"{t.key}:{t.effect}" for t in node.spec.taints or []] or None,
         "allocatable": {"cpu": allocatable.get("cpu"), "memory": allocatable.get("memory")},
-        "kubelet": node.status.node_info.kubelet_version if node.status.node_info else None,
+        "kubelet": node.status.nodeInfo.kubeletVersion if node.status.nodeInfo else None,
     }
 
 
@@ -197,17 +203,17 @@ async def nodes(ctx: ToolContext, args: NodesInput) -> ToolResult:
     """
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
-    selector = f"metadata.name={args.name}" if args.name else ""
+    fields: dict[str, Any] | None = {"metadata.name": args.name} if args.name else None
     try:
-        core = await ctx.kubernetes.core()
-        listed = await call_kubernetes(
-            lambda: core.list_node(field_selector=selector),
+        client = await ctx.kubernetes.client()
+        found_nodes = await call_kubernetes(
+            lambda: collected(client.list(Node, fields=fields)),
             what=f"node {args.name}" if args.name else "nodes",
             timeout_seconds=ctx.timeout_seconds,
         )
     except KubernetesError as exc:
         return ToolResult.fail(str(exc))
-    described = [describe_node(n) for n in listed.items]
+    described = [describe_node(n) for n in found_nodes]
     if args.problems_only:
         described = [n for n in described if _in_trouble(n)]
     if not described:
@@ -221,14 +227,27 @@ async def probe_kubernetes(ctx: ToolContext) -> Health:
     """Whether a Kubernetes API is configured and answers `GET /version`."""
     if ctx.kubernetes is None:
         return Health(configured=False, reachable=False, detail=NOT_CONFIGURED)
+    kubernetes = ctx.kubernetes
     try:
-        version = await ctx.kubernetes.version()
-        info = await call_kubernetes(
-            version.get_code, what="the API version", timeout_seconds=ctx.timeout_seconds
+        body = await call_kubernetes(
+            lambda: kubernetes.get("/version"),
+            what="the API version",
+            timeout_seconds=ctx.timeout_seconds,
         )
+        host = http_client(await kubernetes.client()).base_url
     except KubernetesError as exc:
         return Health(configured=True, reachable=False, detail=str(exc))
-    host = (await ctx.kubernetes.client()).configuration.host
+    version = _git_version(body)
     return Health(
-        configured=True, reachable=True, detail=f"Kubernetes {info.git_version} at {host}"
+        configured=True, reachable=True, detail=f"Kubernetes {version} at {str(host).rstrip('/')}"
     )
+
+
+def _git_version(body: bytes) -> str | None:
+    """The `gitVersion` of a `/version` answer, None if it has none."""
+    try:
+        info = json.loads(body)
+    except ValueError:
+        return None
+    version = info.get("gitVersion") if isinstance(info, dict) else None
+    return str(version) if version is not None else None

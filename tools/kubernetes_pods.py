@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import msgspec
+from lightkube.models.core_v1 import PodList
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from tools.describing import (
@@ -20,12 +22,9 @@ from tools.describing import (
     texts,
     total,
 )
-from tools.kube_client import NOT_CONFIGURED, KubernetesError, call_kubernetes, iso
+from tools.kube_client import NOT_CONFIGURED, KubernetesApi, KubernetesError, call_kubernetes, iso
 from tools.kube_inputs import Namespace, name_field, optional_name
 from tools.toolset import ToolContext, ToolResult, tool
-
-if TYPE_CHECKING:
-    from kubernetes_asyncio.client import CoreV1Api
 
 MAX_PODS = 100
 MAX_LOG_LINES = 500
@@ -54,12 +53,12 @@ def _state(state: Any) -> str:
     if state is None:
         return "unknown"
     if state.running is not None:
-        return f"running since {iso(state.running.started_at)}"
+        return f"running since {iso(state.running.startedAt)}"
     if state.waiting is not None:
         message = f": {state.waiting.message}" if state.waiting.message else ""
         return f"waiting ({state.waiting.reason}){message}"
     if state.terminated is not None:
-        return f"terminated ({state.terminated.reason}, exit code {state.terminated.exit_code})"
+        return f"terminated ({state.terminated.reason}, exit code {state.terminated.exitCode})"
     return "unknown"
 
 
@@ -69,23 +68,23 @@ def _termination(last_state: Any) -> JsonObject | None:
         return None
     return {
         "reason": terminated.reason,
-        "exit_code": terminated.exit_code,
-        "finished_at": iso(terminated.finished_at),
+        "exit_code": terminated.exitCode,
+        "finished_at": iso(terminated.finishedAt),
         "message": (terminated.message or None),
     }
 
 
 def describe_pod(pod: Any) -> JsonObject:
     """A pod as the model reads it: phase, readiness, restarts, each container's state."""
-    statuses = pod.status.container_statuses or []
+    statuses = pod.status.containerStatuses or []
     containers: list[JsonValue] = [
         {
             "name": c.name,
             "image": c.image,
             "ready": bool(c.ready),
-            "restarts": c.restart_count or 0,
+            "restarts": c.restartCount or 0,
             "state": _state(c.state),
-            "last_termination": _termination(c.last_state),
+            "last_termination": _termination(c.lastState),
         }
         for c in statuses
     ]
@@ -94,14 +93,14 @@ def describe_pod(pod: Any) -> JsonObject:
         for c in pod.status.conditions or []
         if c.status != "True" and c.type in ("Ready", "PodScheduled", "ContainersReady")
     ]
-    owners = pod.metadata.owner_references or []
+    owners = pod.metadata.ownerReferences or []
     return {
         "pod": pod.metadata.name,
         "phase": pod.status.phase,
         "ready": f"{sum(1 for c in statuses if c.ready)}/{len(pod.spec.containers)}",
-        "restarts": sum(c.restart_count or 0 for c in statuses),
-        "node": pod.spec.node_name,
-        "started": iso(pod.status.start_time),
+        "restarts": sum(c.restartCount or 0 for c in statuses),
+        "node": pod.spec.nodeName,
+        "started": iso(pod.status.startTime),
         "owner": f"{owners[0].kind}/{owners[0].name}" if owners else None,
         "containers": containers,
         "problems": not_ready or None,
@@ -174,9 +173,8 @@ async def pods(ctx: ToolContext, args: PodsInput) -> ToolResult:
     selector = args.label_selector or ""
     what = f"pods in namespace {args.namespace}" + (f" ({selector})" if selector else "")
     try:
-        core = await ctx.kubernetes.core()
         listed = await call_kubernetes(
-            lambda: core.list_namespaced_pod(args.namespace, label_selector=selector),
+            lambda: _list_pods(ctx.kubernetes, args.namespace, selector),
             what=what,
             timeout_seconds=ctx.timeout_seconds,
         )
@@ -218,26 +216,31 @@ class PodLogsInput(BaseModel):
     )
 
 
-async def _read_log(core: CoreV1Api, args: PodLogsInput) -> str:
-    """The log text, read raw: the client would parse a log that happens to be JSON."""
-    from kubernetes_asyncio.client.exceptions import ApiException
+async def _list_pods(kubernetes: KubernetesApi | None, namespace: str, selector: str) -> PodList:
+    """The pods of `namespace` matching `selector`, a label selector as the model wrote it
+    (`app=checkout`, `tier in (web,api)`): sent as it is, which lightkube's `list`, taking
+    its selectors as key-value pairs, cannot do."""
+    if kubernetes is None:
+        raise KubernetesError(NOT_CONFIGURED)
+    params = {"labelSelector": selector} if selector else None
+    body = await kubernetes.get(f"/api/v1/namespaces/{namespace}/pods", params)
+    return msgspec.json.decode(body, type=PodList)
 
-    options: dict[str, Any] = {"tail_lines": args.tail_lines, "previous": args.previous}
+
+async def _read_log(kubernetes: KubernetesApi, args: PodLogsInput) -> str:
+    """The log text, read raw with at most `LOG_BYTES`; lightkube's `log` can neither
+    limit the bytes nor read the previous container's log."""
+    params: dict[str, str | int | bool] = {
+        "tailLines": args.tail_lines,
+        "previous": args.previous,
+        "limitBytes": LOG_BYTES,
+    }
     if args.container:
-        options["container"] = args.container
+        params["container"] = args.container
     if args.since_minutes:
-        options["since_seconds"] = args.since_minutes * 60
-    response: Any = await core.read_namespaced_pod_log(
-        args.pod, args.namespace, limit_bytes=LOG_BYTES, _preload_content=False, **options
-    )
-    async with response:
-        data: bytes = await response.read()
-        if not 200 <= response.status <= 299:
-            error = ApiException(status=response.status, reason=response.reason)
-            error.body = data
-            error.headers = response.headers
-            raise error
-    return data.decode(errors="replace")
+        params["sinceSeconds"] = args.since_minutes * 60
+    path = f"/api/v1/namespaces/{args.namespace}/pods/{args.pod}/log"
+    return (await kubernetes.get(path, params)).decode(errors="replace")
 
 
 def describe_pod_logs(args: PodLogsInput, result: ToolResult) -> str:
@@ -278,10 +281,10 @@ async def pod_logs(ctx: ToolContext, args: PodLogsInput) -> ToolResult:
     if ctx.kubernetes is None:
         return ToolResult.fail(NOT_CONFIGURED)
     which = "previous logs" if args.previous else "logs"
+    kubernetes = ctx.kubernetes
     try:
-        core = await ctx.kubernetes.core()
         text = await call_kubernetes(
-            lambda: _read_log(core, args),
+            lambda: _read_log(kubernetes, args),
             what=f"pod {args.namespace}/{args.pod}"
             + (" (previous container)" if args.previous else ""),
             timeout_seconds=ctx.timeout_seconds,

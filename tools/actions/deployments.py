@@ -21,17 +21,11 @@ from tools.actions.kubernetes import (
     PROPOSAL_ANNOTATION,
     RESTART_PROPOSAL,
     RESTARTED_AT,
-    apps_api,
     deployment_target,
+    patch_deployment,
     proposal_of,
 )
-from tools.kube_client import (
-    KubernetesError,
-    call_kubernetes,
-    images_of,
-    read_deployment,
-    revision_of,
-)
+from tools.kube_client import KubernetesError, images_of, read_deployment, revision_of
 from tools.kubernetes import rollout_state
 
 
@@ -62,14 +56,9 @@ async def _read(ctx: ActionContext, namespace: str, name: str) -> Any:
 
 
 async def _patch(ctx: ActionContext, namespace: str, name: str, body: dict[str, Any]) -> None:
-    apps = await apps_api(ctx)
     try:
         # The body is computed once: a retry sends the same values, which changes nothing.
-        await call_kubernetes(
-            lambda: apps.patch_namespaced_deployment(name, namespace, body),
-            what=f"deployment {namespace}/{name}",
-            timeout_seconds=ctx.timeout_seconds,
-        )
+        await patch_deployment(ctx, namespace, name, body, what=f"deployment {namespace}/{name}")
     except KubernetesError as exc:
         raise ActionError(str(exc)) from exc
 
@@ -189,7 +178,7 @@ def _observed(namespace: str, name: str, deployment: Any) -> str:
     status = deployment.status
     return (
         f"deployment {namespace}/{name}: revision {revision_of(deployment)}, "
-        f"{status.ready_replicas or 0}/{deployment.spec.replicas} ready, "
+        f"{status.readyReplicas or 0}/{deployment.spec.replicas} ready, "
         f"rollout {rollout_state(deployment)}"
     )
 

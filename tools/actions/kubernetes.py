@@ -15,8 +15,11 @@ that annotation is how an interrupted execution is later found to have taken eff
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from lightkube import AsyncClient
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import PatchType
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies.target import Target
@@ -33,9 +36,6 @@ from tools.kube_client import (
     revision_of,
 )
 from tools.kubernetes import rollout_state
-
-if TYPE_CHECKING:
-    from kubernetes_asyncio.client import ApiClient, AppsV1Api
 
 PROPOSAL_ANNOTATION = "incident-bot/proposal"
 # A restart sets these on the pod template (see `deployments`): new pods, same workload.
@@ -74,19 +74,31 @@ def writer(ctx: ActionContext) -> KubernetesApi:
     return ctx.kubernetes
 
 
-async def apps_api(ctx: ActionContext) -> AppsV1Api:
-    """The `apps/v1` API with the actions' credentials; `ActionError` if it has none."""
-    try:
-        return await writer(ctx).apps()
-    except KubernetesError as exc:
-        raise ActionError(str(exc)) from exc
-
-
-async def _api_client(ctx: ActionContext) -> ApiClient:
+async def writer_client(ctx: ActionContext) -> AsyncClient:
+    """The lightkube client with the actions' credentials; `ActionError` if it has none."""
     try:
         return await writer(ctx).client()
     except KubernetesError as exc:
         raise ActionError(str(exc)) from exc
+
+
+async def patch_deployment(
+    ctx: ActionContext,
+    namespace: str,
+    name: str,
+    patch: dict[str, Any] | list[dict[str, Any]],
+    *,
+    what: str,
+) -> None:
+    """PATCH the deployment with the actions' credentials: a list is a JSON patch, a map a
+    strategic merge patch (the content types kubectl sends). Raises `KubernetesError`."""
+    client = await writer_client(ctx)
+    patch_type = PatchType.JSON if isinstance(patch, list) else PatchType.STRATEGIC
+    await call_kubernetes(
+        lambda: client.patch(Deployment, name, patch, namespace=namespace, patch_type=patch_type),
+        what=what,
+        timeout_seconds=ctx.timeout_seconds,
+    )
 
 
 def _revision_text(revision: int, images: list[str]) -> str:
@@ -121,10 +133,10 @@ class _Plan:
         return bool(self.current_template == self.target_template)
 
 
-def comparable_template(api_client: Any, template: Any) -> Any:
+def comparable_template(template: Any) -> Any:
     """A pod template as plain JSON for comparing what runs: without the
     `pod-template-hash` label, the restart annotations, and empty or unset fields."""
-    data = api_client.sanitize_for_serialization(template)
+    data = template.to_dict()
     metadata = data.get("metadata") or {}
     (metadata.get("labels") or {}).pop(_HASH_LABEL, None)
     annotations = metadata.get("annotations") or {}
@@ -145,7 +157,6 @@ def _pruned(value: Any) -> Any:
 async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
     key = f"{args.namespace}/{args.deployment}"
     kubernetes = writer(ctx)
-    api_client = await _api_client(ctx)
     try:
         deployment = await read_deployment(
             kubernetes, args.namespace, args.deployment, ctx.timeout_seconds
@@ -161,8 +172,8 @@ async def _plan(ctx: ActionContext, args: RollbackInput) -> _Plan:
                 deployment=deployment,
                 target=rs,
                 to_revision=args.to_revision,
-                current_template=comparable_template(api_client, deployment.spec.template),
-                target_template=comparable_template(api_client, rs.spec.template),
+                current_template=comparable_template(deployment.spec.template),
+                target_template=comparable_template(rs.spec.template),
             )
     known = ", ".join(str(revision_of(rs)) for rs in replica_sets) or "none"
     raise ActionError(
@@ -198,20 +209,16 @@ async def execute(ctx: ActionContext, args: RollbackInput, proposal_id: str) -> 
             f"deployment {plan.key}: {plan.before} already runs the pod template of "
             f"{plan.after}: nothing changed"
         )
-    api_client = await _api_client(ctx)
-    template = api_client.sanitize_for_serialization(plan.target.spec.template)
+    template = plan.target.spec.template.to_dict()
     template.setdefault("metadata", {}).setdefault("labels", {}).pop("pod-template-hash", None)
     patch = [
         {"op": "replace", "path": "/spec/template", "value": template},
         _annotation_op(plan.deployment, proposal_id),
     ]
-    apps = await apps_api(ctx)
     try:
         # Replacing the template with the same value twice is a no-op, so retrying is safe.
-        await call_kubernetes(
-            lambda: apps.patch_namespaced_deployment(args.deployment, args.namespace, patch),
-            what=f"deployment {plan.key}",
-            timeout_seconds=ctx.timeout_seconds,
+        await patch_deployment(
+            ctx, args.namespace, args.deployment, patch, what=f"deployment {plan.key}"
         )
     except KubernetesError as exc:
         raise ActionError(f"rollback of deployment {plan.key} failed: {exc}") from exc
@@ -233,8 +240,8 @@ async def observe(ctx: ActionContext, args: RollbackInput) -> str:
     return (
         f"deployment {args.namespace}/{args.deployment}: "
         f"{_revision_text(revision_of(deployment), images_of(deployment.spec.template))}, "
-        f"{status.ready_replicas or 0}/{deployment.spec.replicas} ready, "
-        f"{status.updated_replicas or 0} updated, {status.available_replicas or 0} available; "
+        f"{status.readyReplicas or 0}/{deployment.spec.replicas} ready, "
+        f"{status.updatedReplicas or 0} updated, {status.availableReplicas or 0} available; "
         f"rollout {rollout_state(deployment)}"
     )
 

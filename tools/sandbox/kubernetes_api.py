@@ -1,6 +1,6 @@
 """The Kubernetes API subset of the sandbox: Deployments and their ReplicaSets in `apps/v1`.
 
-Objects have the real JSON shapes so `kubernetes_asyncio` deserializes them. A PATCH is
+Objects have the real JSON shapes so lightkube's models decode them. A PATCH is
 applied to the deployment's JSON (JSON patch; merge patch, with strategic merge treated as a
 merge patch: lists are replaced, which is all a rollback needs), then the simulated
 deployment controller rolls out the resulting pod template at once.

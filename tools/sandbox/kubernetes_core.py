@@ -1,6 +1,6 @@
 """The Kubernetes core API subset of the sandbox: pods, pod logs, events, nodes, /version.
 
-Objects have the real JSON shapes so `kubernetes_asyncio` deserializes them. Events are
+Objects have the real JSON shapes so lightkube's models decode them. Events are
 the deployment controller's (one `ScalingReplicaSet` per rollout), every pod's events
 from its image's profile, and the scenario's own.
 """
