@@ -21,7 +21,11 @@ Per run it reports:
 - Redis: round trips, counted by a TCP relay between the bot and Redis (one round trip: the
   bytes a connection sends after its last answer), and commands (MONITOR on the bench's own
   server; commands run inside Lua scripts are not counted), per loop step (one engine turn)
-  and by command.
+  and by command. The trips are also split at the model requests (the relay's count as each
+  request reaches the scripted API): before the first, between two (one loop step: its
+  model reply and its tool round), after the last (the last reply, the proposal and the end
+  of the drive). The steady state is the mean of the loop steps between two requests; the
+  fixed cost of a drive is the rest (total - loop steps x steady state).
 
 Every figure is deterministic (no timings): each run prints the same numbers, except that
 the first run loads the Lua scripts into the fresh server.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import tempfile
@@ -249,15 +254,28 @@ class RunFigures:
     loop_steps: int
     written_steps: int  # transcript steps the drive wrote (the alert's was there before)
     trips: int
+    trips_at_requests: list[int]  # the drive's trips when each model request arrived
     commands: Counter[str]
     body_mismatches: int
 
+    def trip_segments(self) -> tuple[int, list[int], int]:
+        """Trips before the first model request, between each two, and after the last."""
+        at = self.trips_at_requests
+        between = [b - a for a, b in itertools.pairwise(at)]
+        return (at[0], between, self.trips - at[-1]) if at else (self.trips, [], 0)
 
-def _script() -> list[Exchange]:
+
+def _script(relay: Relay, at_requests: list[int]) -> list[Exchange]:
+    """The recorded replies; each request notes the relay's trip count as it arrives."""
+
+    def note_trips(_: Any) -> None:
+        at_requests.append(relay.trips)
+
     replies = load_transcripts(TRANSCRIPT)["good"].replies
     return [
         Exchange(
             message(r.content, stop_reason=r.stop_reason, usage=r.usage.model_dump()),
+            expect=(note_trips,),
             note=f"recorded reply {i + 1}",
         )
         for i, r in enumerate(replies)
@@ -268,7 +286,8 @@ async def one_run(
     index: int, url: str, relay: Relay, monitor: Monitor, sandbox_url: str
 ) -> RunFigures:
     """Drive one demo investigation to its proposal and measure it."""
-    async with ScriptedAnthropic(_script()) as claude:
+    at_requests: list[int] = []
+    async with ScriptedAnthropic(_script(relay, at_requests)) as claude:
         values: dict[str, Any] = {
             "REDIS_URL": f"redis://127.0.0.1:{relay.port}/0",
             "ANTHROPIC_API_KEY": API_KEY,
@@ -281,9 +300,9 @@ async def one_run(
         async with open_deps(settings) as deps:
             run = await start_run(deps, demo_alert(sandbox_url), trigger="demo")
             await monitor.mark(control, f"start-{index}")
-            trips, steps_before = relay.trips, run.steps
+            started, steps_before = relay.trips, run.steps
             run = await deps.driver().drive(run.id)
-            trips = relay.trips - trips
+            trips = relay.trips - started
             await monitor.mark(control, f"end-{index}")
         await control.aclose()
         mismatches = sum(
@@ -300,6 +319,7 @@ async def one_run(
         loop_steps=run.model_calls,
         written_steps=run.steps - steps_before,
         trips=trips,
+        trips_at_requests=[n - started for n in at_requests],
         commands=monitor.between(f"start-{index}", f"end-{index}"),
         body_mismatches=mismatches,
     )
@@ -339,9 +359,21 @@ def report(index: int, run: RunFigures) -> None:
         f"(engine turns), {run.written_steps} transcript steps written"
     )
     print(
-        f"  round trips per loop step {run.trips / steps:5.1f} (target <= 2: {verdict}); "
-        f"per transcript step {run.trips / max(run.written_steps, 1):4.1f}; "
+        f"  round trips per loop step {run.trips / steps:5.1f} on average (target <= 2: "
+        f"{verdict}); per transcript step {run.trips / max(run.written_steps, 1):4.1f}; "
         f"commands per loop step {total / steps:5.1f}"
+    )
+    before, between, after = run.trip_segments()
+    steady = sum(between) / len(between) if between else float("nan")
+    fixed = run.trips - run.loop_steps * steady
+    print(
+        f"  round trips before the first model request {before}, between two requests "
+        f"{'/'.join(map(str, between)) or '-'}, after the last {after}"
+    )
+    steady_verdict = "ok" if steady <= TRIPS_TARGET else "MISSED"
+    print(
+        f"  steady state {steady:4.1f} per loop step (target <= 2: {steady_verdict}); "
+        f"fixed {fixed:4.1f} per drive (= {run.trips} - {run.loop_steps} x {steady:.1f})"
     )
     print("  commands: " + ", ".join(f"{name} {n}" for name, n in run.commands.most_common()))
 

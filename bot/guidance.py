@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import JsonValue
 
+from bot.batching import Command
 from bot.fencing import defuse
 from bot.memory import IncidentMemory, describe
 from bot.models import Alert, Run, Step, TextPart
@@ -51,13 +53,24 @@ class Briefing:
     tools: dict[str, Tool]
     memory: IncidentMemory | None = None
 
-    async def step(self, run: Run, *, index: int) -> Step | None:
-        """The briefing for the run, or None when there is no runbook and no past incident."""
+    def reads(self, run: Run) -> list[Command]:
+        """The reads the briefing starts with (the memory's index lookups), for a caller
+        that sends them in a round trip it makes anyway; `step` takes their answers."""
+        return self.memory.similar_reads(run) if self.memory is not None else []
+
+    async def step(self, run: Run, *, index: int, read: Sequence[Any] | None = None) -> Step | None:
+        """The briefing for the run, or None when there is no runbook and no past incident.
+
+        `read`: the answers to `reads(run)`, if the caller sent them (else read here)."""
         parts: list[TextPart] = []
         book = self.planner.select(run.alert)
         if book is not None:
             parts.append(TextPart(text=guidance(book, run.alert, self.tools)))
-        past = await self.memory.similar(run) if self.memory is not None else []
+        past = []
+        if self.memory is not None:
+            past = await (
+                self.memory.similar(run) if read is None else self.memory.similar_from(run, read)
+            )
         if past:
             parts.append(TextPart(text=MEMORY_INTRO))
             parts += [TextPart(text=describe(r), source=MEMORY_SOURCE) for r in past]

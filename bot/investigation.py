@@ -97,15 +97,27 @@ class Investigator:
     # The kill switch, asked before every model call, planner step and tool round.
     pause: PauseSwitch | None = None
 
-    async def investigate(self, run: Run) -> Run:
-        """Drive the run until it proposes an action or ends; returns the last checkpoint."""
-        transcript = await self.store.transcript(run.id)
-        if run.status is not RunStatus.INVESTIGATING:
-            run = await self._write(run.model_copy(update={"status": RunStatus.INVESTIGATING}))
+    async def investigate(self, run: Run, transcript: Sequence[Step] | None = None) -> Run:
+        """Drive the run until it proposes an action or ends; returns the last checkpoint.
+
+        `transcript`: the run's steps, when the caller read them (with the lease)."""
+        steps = list(transcript) if transcript is not None else await self.store.transcript(run.id)
+        return await self._investigate(run, steps)
+
+    async def _investigate(self, run: Run, transcript: list[Step]) -> Run:
         started = time.monotonic()
         resumed = self._resume(run, transcript)
-        # The reads for the next model call, made beside the last tool round's checkpoint.
+        # The reads for the next model call, made beside the last checkpoint (the one
+        # that starts the investigation, or the last tool round's).
         ahead: StepReads | None = None
+        if run.status is not RunStatus.INVESTIGATING:
+            starting = run.model_copy(update={"status": RunStatus.INVESTIGATING})
+            if resumed is None:
+                run, ahead = await self._write_reading(starting, (), transcript)
+            else:
+                run = await self._write(starting)
+        # The briefing and alert news, written with the model reply that read them.
+        pending: list[Step] = []
         while True:
             if utcnow() >= run.deadline:
                 self._observe_end(run, started)
@@ -125,14 +137,15 @@ class Investigator:
                     flags = [flag for _, flag in found]
                     if flags:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
-                    run = await self._write(run, (news,))
+                    pending.append(news)
                     transcript.append(news)
-                briefing = await self._briefing(run, transcript)
+                briefing = await self._briefing(run, transcript, reads)
                 if briefing is not None:
-                    run = await self._write(run, (briefing,))
+                    pending.append(briefing)
                     transcript.append(briefing)
             reply, resumed = resumed or await self._next_turn(run, transcript, reads), None
-            run, seen = await self._write_reply(run, reply)
+            run, seen = await self._write_reply(run, reply, pending)
+            pending = []
             transcript.extend(reply.steps)
             turn = reply.turn
             if run.engine == "model":  # the planner is deterministic: not vetted
@@ -145,7 +158,7 @@ class Investigator:
                         run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
                     run = run.model_copy(update={"tool_calls": run.tool_calls + len(calls)})
                     transcript.append(results)
-                    run, ahead = await self._write_results(run, results, transcript)
+                    run, ahead = await self._write_reading(run, (results,), transcript)
                 case AwaitApproval():
                     self._observe_end(run, started)
                     return await self._propose(run, turn)
@@ -178,29 +191,34 @@ class Investigator:
 
     def _reading(self, run: Run, transcript: Sequence[Step]) -> StepReading:
         """The reads before the run's next model call (`bot.step_reads`)."""
+        briefing = self.briefing if self._briefs(transcript) else None
         return StepReading(
             store=self.store,
             spend=self.spend,
             pause=self.pause,
             run_id=run.id,
             shown=alerts_shown(transcript),
+            briefing=briefing.reads(run) if briefing is not None else None,
         )
 
-    async def _write_results(
-        self, run: Run, results: Step, transcript: Sequence[Step]
+    async def _write_reading(
+        self, run: Run, steps: Sequence[Step], transcript: Sequence[Step]
     ) -> tuple[Run, StepReads | None]:
-        """Checkpoint a tool round's results (already in `transcript`) and, for a model
-        run, make the reads of its next model call in the same round trip."""
+        """Checkpoint the run with `steps` (already in `transcript`) and, for a model run,
+        make the reads of its next model call in the same round trip."""
         if run.engine != "model":
-            return await self._write(run, (results,)), None
+            return await self._write(run, steps), None
         reading = self._reading(run, transcript)
-        written, answers = await self.checkpoints.write_beside(run, (results,), reading.commands())
+        written, answers = await self.checkpoints.write_beside(run, steps, reading.commands())
         return written, await reading.parse(answers)
 
-    async def _write_reply(self, run: Run, reply: EngineReply) -> tuple[Run, _Seen | None]:
-        """Checkpoint the engine's reply, with the model call's cost in today's spend and,
-        when it asks for tools, a read of the pause key, all in one round trip (on one
-        server: see `RunStore.write`); returns the pause key as read, if it was."""
+    async def _write_reply(
+        self, run: Run, reply: EngineReply, before: Sequence[Step] = ()
+    ) -> tuple[Run, _Seen | None]:
+        """Checkpoint the engine's reply after the steps it read that were not written yet
+        (`before`: the briefing, alert news), with the model call's cost in today's spend
+        and, when it asks for tools, a read of the pause key, all in one round trip (on
+        one server: see `RunStore.write`); returns the pause key as read, if it was."""
         beside = []
         if reply.usage is not None:
             dollars = self.prices.cost(self.model_name, reply.usage)
@@ -209,7 +227,7 @@ class Investigator:
         if self.pause is not None and isinstance(reply.turn, RunTools):
             beside.append(self.pause.reading())
         written, answers = await self.checkpoints.write_beside(
-            self._account(run, reply), reply.steps, beside
+            self._account(run, reply), [*before, *reply.steps], beside
         )
         if counted:
             self.spend.added(answers[:counted])
@@ -265,13 +283,20 @@ class Investigator:
         count(self.metrics, "model", reply.redactions)
         return reply
 
-    async def _briefing(self, run: Run, transcript: Sequence[Step]) -> Step | None:
-        """The briefing step before the run's first model turn (`bot.guidance`), if any."""
+    def _briefs(self, transcript: Sequence[Step]) -> bool:
+        """Whether the run's next model turn is its first, which is briefed."""
         if self.briefing is None or self.model is None:
+            return False
+        return not any(s.role == "assistant" or s.author == "briefing" for s in transcript)
+
+    async def _briefing(
+        self, run: Run, transcript: Sequence[Step], reads: StepReads
+    ) -> Step | None:
+        """The briefing step before the run's first model turn (`bot.guidance`), if any,
+        from the briefing's reads made with the loop's (`reads`) when they were."""
+        if self.briefing is None or not self._briefs(transcript):
             return None
-        if any(s.role == "assistant" or s.author == "briefing" for s in transcript):
-            return None
-        return await self.briefing.step(run, index=len(transcript))
+        return await self.briefing.step(run, index=len(transcript), read=reads.briefing)
 
     def _resume(self, run: Run, transcript: Sequence[Step]) -> EngineReply | None:
         """When the last step is the engine's own (the process died after writing it),

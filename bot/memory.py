@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from bot.batching import Command
 from bot.metrics import Metrics
 from bot.models import IncidentRecord, Run
 from bot.redis_connection import RedisClient
@@ -81,29 +82,52 @@ class IncidentMemory:
         """The records most like the run's, newest first within each rank: the same
         alertname and service first, then the same service with other alertnames; never
         the run itself."""
-        alertname = run.alert.labels.get("alertname", "")
-        service = run.alert.labels.get("service", "")
-        by_alert = await self._newest("alertname", alertname)
-        by_service = await self._newest("service", service)
-        records = await self._load([i for i in dict.fromkeys(by_alert + by_service) if i != run.id])
+        reads = self.similar_reads(run)
+        answers: list[Any] = []
+        if reads:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for command in reads:
+                    pipe.execute_command(*command)
+                answers = list(await pipe.execute())
+        return await self.similar_from(run, answers, limit)
+
+    def similar_reads(self, run: Run) -> list[Command]:
+        """The index reads `similar` makes first, for a caller that sends them itself (one
+        pipeline, or beside a checkpoint: `RunStore.write`); `similar_from` takes their
+        answers. Non-transactional: on a Redis Cluster each node gets its part."""
+        since = time.time() - self._retention
+        return [
+            (
+                "ZREVRANGEBYSCORE",
+                self.index_key(label, value),
+                "+inf",
+                since,
+                "LIMIT",
+                0,
+                _CANDIDATES,
+            )
+            for label, value in _labels(run)
+            if value
+        ]
+
+    async def similar_from(
+        self, run: Run, answers: Sequence[Any], limit: int = SIMILAR
+    ) -> list[IncidentRecord]:
+        """`similar`, from the answers to `similar_reads(run)` (raising the first error)."""
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        found = iter(answers)
+        newest = [cast(list[str], next(found)) if value else [] for _, value in _labels(run)]
+        ids = dict.fromkeys(i for ids in newest for i in ids)
+        records = await self._load([i for i in ids if i != run.id])
+        alertname, service = (value for _, value in _labels(run))
         ranked = sorted(
             (r for r in records if r.service == service),
             key=lambda r: (r.alertname == alertname, r.ended_at),
             reverse=True,
         )
         return ranked[:limit]
-
-    async def _newest(self, label: str, value: str) -> list[str]:
-        if not value:
-            return []
-        ids = await self._redis.zrevrangebyscore(
-            self.index_key(label, value),
-            "+inf",
-            time.time() - self._retention,
-            start=0,
-            num=_CANDIDATES,
-        )
-        return cast(list[str], ids)
 
     async def _load(self, run_ids: Sequence[str]) -> list[IncidentRecord]:
         if not run_ids:
@@ -122,6 +146,12 @@ class IncidentMemory:
             except ValidationError:
                 continue  # a record this version cannot read is no help to a new run
         return records
+
+
+def _labels(run: Run) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The indexes a run's similar records are looked up in: (label, the run's value)."""
+    labels = run.alert.labels
+    return ("alertname", labels.get("alertname", "")), ("service", labels.get("service", ""))
 
 
 def record_of(run: Run, refs: dict[str, str]) -> IncidentRecord:

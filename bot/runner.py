@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,9 +23,9 @@ from bot.checkpoints import Checkpointer
 from bot.drives import DriveMarks
 from bot.investigation import Investigator
 from bot.metrics import Metrics
-from bot.models import Decision, Run, RunStatus, utcnow
+from bot.models import Decision, Run, RunStatus, Step, utcnow
 from bot.remediation import Remediator
-from bot.store import RunStore
+from bot.store import RunStore, Taken
 from policies.approval import Requirement, counts, settle
 from policies.schema import Policy
 
@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 
 # How soon a failed lease renewal is tried again.
 _RENEW_RETRY_SECONDS = 0.5
+# The states whose drive reads the transcript (the investigation's); taken with the lease.
+_INVESTIGATING = frozenset({RunStatus.QUEUED, RunStatus.INVESTIGATING})
+
+
+@dataclass
+class _Held:
+    """A drive's hold on a run: the run as the lease was taken, and the decision count
+    its end marks (`DriveMarks`), set when the drive finished (None: it did not)."""
+
+    taken: Taken
+    finished_with: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,25 +68,28 @@ class RunDriver:
         Returns the run when it ends or waits for a human; raises `LeaseHeld` when
         another worker is driving it.
         """
-        async with self._lease(run_id):
-            # Counted first: a decision recorded during the drive is one it has not seen.
-            seen, run = await self.store.load_counted(run_id)
+        async with self._lease(run_id, transcript_when=_INVESTIGATING) as held:
+            # Counted with the lease: a decision recorded during the drive is one it has
+            # not seen.
+            run = self.store.parsed(held.taken)
+            transcript = held.taken.transcript() if run.status in _INVESTIGATING else None
             while True:
                 before = run.status
-                run = await self._step(run)
+                run = await self._step(run, transcript)
+                transcript = None  # read once: later steps of the drive read their own
                 if run.status.terminal or run.status == before:
-                    await self.marks.mark(run_id, seen)
+                    held.finished_with = held.taken.decisions
                     return run
 
     async def settle(self, run_id: str) -> Run:
         """Take the lease and settle the run's proposal once, if it awaits approval: a
         proposal past its approval timeout with no verdict expires. Goes no further (an
         approved run is left `executing` for a worker); raises `LeaseHeld`."""
-        async with self._lease(run_id):
-            seen, run = await self.store.load_counted(run_id)
+        async with self._lease(run_id) as held:
+            run = self.store.parsed(held.taken)
             if run.status is RunStatus.AWAITING_APPROVAL:
                 run = await self._settle_proposal(run)
-            await self.marks.mark(run_id, seen)
+            held.finished_with = held.taken.decisions
             return run
 
     async def stop_overdue(self, run_id: str) -> Run:
@@ -85,8 +99,8 @@ class RunDriver:
         A live driver holds the lease, so this only ends a run whose driver died and
         that no other replica took over in time.
         """
-        async with self._lease(run_id):
-            run = await self.store.load(run_id)
+        async with self._lease(run_id) as held:
+            run = self.store.parsed(held.taken)
             allowed = timedelta(seconds=self.busy_seconds)
             busy = run.status in (RunStatus.EXECUTING, RunStatus.VERIFYING)
             if not busy or utcnow() - run.updated_at < allowed:
@@ -113,12 +127,13 @@ class RunDriver:
                 )
             )
 
-    async def _step(self, run: Run) -> Run:
+    async def _step(self, run: Run, transcript: Sequence[Step] | None = None) -> Run:
+        """One state's work; `transcript`: the run's steps, if already read."""
         match run.status:
             case RunStatus.QUEUED | RunStatus.INVESTIGATING:
                 self.metrics.runs.labels("investigating").inc()
                 try:
-                    return await self.investigator.investigate(run)
+                    return await self.investigator.investigate(run, transcript)
                 finally:
                     self.metrics.runs.labels("investigating").dec()
             case RunStatus.AWAITING_APPROVAL:
@@ -200,24 +215,34 @@ class RunDriver:
             )
         )
 
-    def holding(self, run_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def holding(self, run_id: str) -> AsyncIterator[None]:
         """The run's lease, for work on the run outside `drive` (parking, retrying);
         raises `LeaseHeld` when another worker has it."""
-        return self._lease(run_id)
+        async with self._lease(run_id):
+            yield
 
     @contextlib.asynccontextmanager
-    async def _lease(self, run_id: str) -> AsyncIterator[None]:
-        """Hold the run's lease while the block runs, renewed in the background; it is
-        released however the block ends (if Redis refuses that too, it expires)."""
+    async def _lease(
+        self, run_id: str, *, transcript_when: frozenset[RunStatus] = frozenset()
+    ) -> AsyncIterator[_Held]:
+        """Hold the run's lease while the block runs, renewed in the background; the run
+        is read with the lease (`RunStore.take`). When the block ends, a drive that
+        finished leaves its end marks and gives the lease back in one script (a Redis
+        error there is raised, and the lease expires); otherwise the lease is released
+        however the block ends (if Redis refuses that too, it expires)."""
         owner = self.checkpoints.owner
         asked = time.monotonic()
-        await self.store.acquire_lease(run_id, owner, self.lease_seconds)
+        taken = await self.store.take(
+            run_id, owner, self.lease_seconds, transcript_when=transcript_when
+        )
+        held = _Held(taken=taken)
         renewer = asyncio.create_task(
             self._renew(run_id, owner, expires=asked + self.lease_seconds),
             name=f"lease-renewer:{run_id}",
         )
         try:
-            yield
+            yield held
         finally:
             renewer.cancel()
             # Never raises: the renewer ends only by cancellation or by returning.
@@ -231,14 +256,26 @@ class RunDriver:
                     exc,
                     extra={"run_id": run_id},
                 )
-            try:
-                await self.store.release_lease(run_id, owner)
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "could not release the lease (it expires by itself): %s",
-                    exc,
-                    extra={"run_id": run_id},
+            if held.finished_with is not None:
+                await self.marks.end(
+                    run_id,
+                    held.finished_with,
+                    lease_key=self.store.lease_key(run_id),
+                    owner=owner,
                 )
+            else:
+                await self._release(run_id, owner)
+
+    async def _release(self, run_id: str, owner: str) -> None:
+        """Give the lease back; a Redis error is logged (the lease expires by itself)."""
+        try:
+            await self.store.release_lease(run_id, owner)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "could not release the lease (it expires by itself): %s",
+                exc,
+                extra={"run_id": run_id},
+            )
 
     async def _renew(self, run_id: str, owner: str, *, expires: float) -> None:
         """Extend the lease every third of its TTL. A Redis error is retried until the

@@ -12,11 +12,12 @@ from bot.batching import Command
 from bot.metrics import Metrics
 from bot.models import Usage, utcnow
 from bot.redis_connection import RedisClient
+from bot.script_commands import ScriptCommand
 
 _KEEP_SECONDS = 3 * 24 * 3600
 # KEYS: today's tokens, dollars.  ARGV: tokens, dollars, seconds to keep them.
-# Sent with EVAL, not EVALSHA: it may ride in a pipeline, where a lost script cache
-# could not be loaded again; it is short.
+# Sent by its SHA (`ScriptCommand`): whoever sends it in a pipeline runs it again when the
+# server lost its scripts.
 _ADD = """
 local tokens = redis.call('INCRBY', KEYS[1], ARGV[1])
 local dollars = redis.call('INCRBYFLOAT', KEYS[2], ARGV[2])
@@ -41,6 +42,7 @@ class DailySpend:
         """`day_tokens`/`day_dollars`: the policy's `budgets.per_day` (None: no budget)."""
         self._redis = client
         self._p = prefix
+        self._add = client.register_script(_ADD)
         self._metrics = metrics
         self._budgets = {"tokens": day_tokens, "dollars": day_dollars}
 
@@ -55,19 +57,23 @@ class DailySpend:
 
     async def add(self, usage: Usage, dollars: float) -> None:
         """Count one model call (both counters at once: one script)."""
-        self.added([await self._redis.execute_command(*self.adding(usage, dollars)[0])])
+        keys = list(self._keys(utcnow()))
+        self._count(await self._add(keys=keys, args=[usage.total, dollars, _KEEP_SECONDS]))
 
     def adding(self, usage: Usage, dollars: float) -> list[Command]:
         """The command that counts one model call, for a caller that sends it itself
         (beside a checkpoint: `RunStore.write`); `added` takes its answer."""
-        tokens_key, dollars_key = self._keys(utcnow())
-        return [("EVAL", _ADD, 2, tokens_key, dollars_key, usage.total, dollars, _KEEP_SECONDS)]
+        keys = self._keys(utcnow())
+        return [ScriptCommand(self._add, keys, [usage.total, dollars, _KEEP_SECONDS])]
 
     def added(self, answers: list[Any]) -> None:
         """Take the answer to `adding`'s command (raising it if it is an error)."""
         [answer] = answers
         if isinstance(answer, Exception):
             raise answer
+        self._count(answer)
+
+    def _count(self, answer: Any) -> None:
         tokens, dollars = answer
         self._used(int(tokens), float(dollars))
 

@@ -5,8 +5,9 @@ run's alert log past what the model was shown are independent reads of three has
 so one non-transactional pipeline carries them; on a Redis Cluster redis-py's pipeline
 sends each node its part at once (it refuses MGET: the spend is two GETs). After a tool
 round they ride beside its checkpoint instead (`Checkpointer.write_beside`), read for the
-model call that follows. The alerts the model has not seen become one user step
-(`alert_news`).
+model call that follows, and before a run's first model call beside the checkpoint that
+starts its investigation, with the briefing's reads (`Briefing.reads`: the memory's
+index lookups). The alerts the model has not seen become one user step (`alert_news`).
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ class StepReads:
     pause: PauseState | None
     spent: tuple[int, float]  # today's tokens and dollars
     alerts: list[Alert]  # the alert log from the position asked for
+    briefing: list[Any] | None = None  # the answers to the briefing's reads, if asked
 
 
 @dataclass(frozen=True, kw_only=True)
 class StepReading:
     """The reads of one run before a model call: the pause in force (None without a
-    switch), today's spend, and the run's alerts logged from position `shown` on."""
+    switch), today's spend, the run's alerts logged from position `shown` on and, for
+    a run that is to be briefed, the briefing's reads."""
 
     store: RunStore
     spend: DailySpend
     pause: PauseSwitch | None
     run_id: str
     shown: int
+    briefing: Sequence[Command] | None = None
 
     def commands(self) -> list[Command]:
         """The commands, for a caller that sends them; `parse` takes their answers."""
@@ -49,18 +53,20 @@ class StepReading:
         reads += [("GET", key) for key in self.spend.today_keys()]
         if self.pause is not None:
             reads.append(self.pause.reading())
-        return reads
+        return reads + list(self.briefing or ())
 
     async def parse(self, answers: list[Any]) -> StepReads:
         """The reads from the commands' answers (raising the first error)."""
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
-        logged, tokens, dollars, *paused = answers
+        logged, tokens, dollars, *rest = answers
+        paused = rest.pop(0) if self.pause is not None else None
         return StepReads(
-            pause=await self.pause.state_of(paused[0]) if self.pause is not None else None,
+            pause=await self.pause.state_of(paused) if self.pause is not None else None,
             spent=self.spend.counted([tokens, dollars]),
             alerts=[Alert.model_validate_json(raw) for raw in cast(list[str], logged)],
+            briefing=rest if self.briefing is not None else None,
         )
 
     async def read(self) -> StepReads:

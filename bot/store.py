@@ -9,6 +9,7 @@ so its Lua scripts also work on Redis Cluster):
     run:{id}:decisions             list of Decision JSON, in the order recorded
     run:{id}:alerts                hash: fingerprint -> last status of each alert of the group
     run:{id}:alert_log             list of Alert JSON: each new alert or change of status
+                                   (both written by `bot/store_alerts.py`'s methods)
     lease:{id}                     owner token, with a TTL
     decision:{id}:{proposal}:{user}  SET NX guard: one decision per person and proposal
     decision:{id}:{proposal}       hash: decisions per verdict, and `settled` once decided
@@ -19,7 +20,6 @@ so its Lua scripts also work on Redis Cluster):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Container, Sequence
@@ -42,7 +42,6 @@ from bot.errors import (
     StoreError,
 )
 from bot.models import (
-    TERMINAL_STATES,
     ActionRecord,
     Alert,
     Decision,
@@ -52,6 +51,9 @@ from bot.models import (
     utcnow,
 )
 from bot.redis_connection import RedisClient
+from bot.script_commands import rerun_lost
+from bot.store_alerts import AlertFold as AlertFold
+from bot.store_alerts import AlertLog, raise_errors
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), audit maxlen,
@@ -106,6 +108,24 @@ end
 return logged
 """
 
+# Takes the lease and reads the run for the drive that takes it, in one call.
+# KEYS: lease, run hash, decisions, transcript.  ARGV: owner, ttl ms, the statuses
+# (comma-joined) whose drive reads the transcript.
+# Returns {0, lease holder} when the lease is held (then nothing is read or written), else
+# {1, doc or nil, decisions recorded, steps (empty unless the status is one of ARGV[3])}.
+_TAKE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1]) or ''}
+end
+local doc = redis.call('HGET', KEYS[2], 'doc')
+local status = redis.call('HGET', KEYS[2], 'status') or ''
+local steps = {}
+if doc and string.find(',' .. ARGV[3] .. ',', ',' .. status .. ',', 1, true) then
+  steps = redis.call('LRANGE', KEYS[4], 0, -1)
+end
+return {1, doc or false, redis.call('LLEN', KEYS[3]), steps}
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -135,60 +155,12 @@ redis.call('EXPIRE', KEYS[3], ARGV[2])
 return 1
 """
 
-# Folds one delivery of a group's alerts into a run, in one round trip.
-# KEYS: run hash, its alert hash, its alert log.  ARGV: terminal statuses (comma-joined),
-# statuses that release the group (comma-joined), '1' to write or '0' only to tell what
-# a write would do, then (fingerprint, status, alert JSON) per alert.
-# Returns {run status or '', 1 if the run ended and an alert fires anew, alerts logged
-# (or that would be), 1 if the run was marked as queued}. An ended run only takes alerts
-# it saw firing; a run that released its group takes no firing alert at all.
-_FOLD_ALERTS = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'', 0, 0, 0} end
-local function among(list)
-  return string.find(',' .. list .. ',', ',' .. status .. ',', 1, true) ~= nil
-end
-if among(ARGV[1]) then
-  local released = among(ARGV[2])
-  for i = 4, #ARGV, 3 do
-    local seen = redis.call('HGET', KEYS[2], ARGV[i])
-    if ARGV[i + 1] == 'firing' and (released or seen ~= 'firing') then
-      return {status, 1, 0, 0}
-    end
-  end
-end
-local write = ARGV[3] == '1'
-local logged = 0
-for i = 4, #ARGV, 3 do
-  if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
-    if write then
-      redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-      redis.call('RPUSH', KEYS[3], ARGV[i + 2])
-    end
-    logged = logged + 1
-  end
-end
-return {status, 0, logged, redis.call('HEXISTS', KEYS[1], 'enqueued')}
-"""
-
 AUDIT_MAXLEN = 10_000
-# `_FOLD_ALERTS`'s first arguments: the terminal states, and the one that releases a group.
-_FOLD_STATES = (",".join(s.value for s in TERMINAL_STATES), RunStatus.EXPIRED.value)
 _LIST_PAGE = 100  # runs read and parsed between two returns to the event loop
 
 
 # An audit event to write: its name and data.
 AuditEntry = tuple[str, dict[str, Any]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class AlertFold:
-    """What folding a delivery's alerts into a run found and did."""
-
-    status: RunStatus | None  # None: the run does not exist
-    fires_anew: bool
-    logged: int
-    enqueued: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +178,20 @@ class AuditEvent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Taken:
+    """A run as the drive that took its lease found it (`RunStore.take`)."""
+
+    run_id: str
+    doc: str | bytes | None  # the run's checkpoint (None: no such run)
+    decisions: int  # decisions recorded on the run when the lease was taken
+    steps: list[str | bytes]  # the transcript's JSON, when the status asked for it
+
+    def transcript(self) -> list[Step]:
+        """The transcript read with the lease (parsed here: inside the lease's block)."""
+        return [Step.model_validate_json(s) for s in self.steps]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Written:
     """A checkpoint as written: the run with its new version, its status before, and the
     answers to the commands sent beside it (`RunStore.write`)."""
@@ -220,7 +206,7 @@ class Written:
         return self.run.status.terminal and not self.was.terminal
 
 
-class RunStore:
+class RunStore(AlertLog):
     """Reads and writes runs in Redis; every write of a run is fenced by lease and version."""
 
     def __init__(self, client: RedisClient, *, prefix: str, retention_seconds: int) -> None:
@@ -229,10 +215,11 @@ class RunStore:
         self._retention = retention_seconds
         self._create = client.register_script(_CREATE)
         self._checkpoint = client.register_script(_CHECKPOINT)
+        self._take = client.register_script(_TAKE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._decide = client.register_script(_DECIDE)
-        self._fold_alerts = client.register_script(_FOLD_ALERTS)
+        self._register_alert_scripts(client)
         # Concurrent callers' commands share round trips, on a single server.
         self.batches = None if isinstance(client, RedisCluster) else Batches(client)
 
@@ -249,6 +236,10 @@ class RunStore:
 
     def _decisions_key(self, run_id: str) -> str:
         return f"{self.run_key(run_id)}:decisions"
+
+    def lease_key(self, run_id: str) -> str:
+        """The key of a run's lease (its owner token, with a TTL)."""
+        return self._lease_key(run_id)
 
     def _lease_key(self, run_id: str) -> str:
         return f"{self._p}lease:{{{run_id}}}"
@@ -329,7 +320,7 @@ class RunStore:
             return await self._create(keys=keys, args=args)
         create = ("EVALSHA", self._create.sha, len(keys), *keys, *args)
         *indexed, answer = await self.batches.execute([*index, create])
-        _raise_errors(indexed)
+        raise_errors(indexed)
         return await self._answer(self._create, keys, args, answer)
 
     async def run_script(self, script: AsyncScript, keys: list[str], args: Sequence[Any]) -> Any:
@@ -348,20 +339,12 @@ class RunStore:
         not know it (it restarted, or its scripts were flushed)."""
         if isinstance(answer, NoScriptError):
             return await script(keys=keys, args=args)
-        _raise_errors([answer])
+        raise_errors([answer])
         return answer
 
     async def load(self, run_id: str) -> Run:
         """The run's latest checkpoint."""
         return self._parsed(run_id, await self.redis.hget(self.run_key(run_id), "doc"))
-
-    async def load_counted(self, run_id: str) -> tuple[int, Run]:
-        """`decision_count`, then `load`, in one round trip (the run's keys share a slot)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.llen(self._decisions_key(run_id))
-            pipe.hget(self.run_key(run_id), "doc")
-            seen, raw = await pipe.execute()
-        return int(seen), self._parsed(run_id, raw)
 
     def _parsed(self, run_id: str, raw: str | bytes | None) -> Run:
         if raw is None:
@@ -399,7 +382,8 @@ class RunStore:
         `beside`: commands on keys outside the run's hash slot (today's spend, the pause
         key), run whether or not the write is accepted, and not atomically with it: before
         the script in its pipeline (one round trip) on one server, in a pipeline of their
-        own after it on a Redis Cluster. A command's error is its answer.
+        own after it on a Redis Cluster. A command's error is its answer; a
+        `ScriptCommand` the server did not know is run again on its own.
         """
         updated = run.model_copy(
             update={
@@ -445,7 +429,8 @@ class RunStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for command in beside:
                     pipe.execute_command(*command)
-                return answer, list(await pipe.execute(raise_on_error=False))
+                answers = list(await pipe.execute(raise_on_error=False))
+            return answer, await rerun_lost(beside, answers)
         async with self.redis.pipeline(transaction=False) as pipe:
             for command in beside:
                 pipe.execute_command(*command)
@@ -457,7 +442,7 @@ class RunStore:
             answer = await self._checkpoint(keys=keys, args=args)
         elif isinstance(answer, Exception):
             raise answer
-        return answer, answers
+        return answer, await rerun_lost(beside, answers)
 
     async def list_runs(
         self, *, limit: int = 50, active_only: bool = False, excluding: Container[str] = ()
@@ -486,6 +471,40 @@ class RunStore:
         if not ok:
             holder = await self.redis.get(self._lease_key(run_id))
             raise LeaseHeld(f"run {run_id} is leased by {holder!r}")
+
+    async def take(
+        self,
+        run_id: str,
+        owner: str,
+        ttl_seconds: float,
+        *,
+        transcript_when: Container[RunStatus] = (),
+    ) -> Taken:
+        """Take the run's lease and read the run, its decision count and (when its status
+        is in `transcript_when`) its transcript, in one script (the keys share a slot);
+        raise `LeaseHeld`, having read and written nothing, when another owner holds it.
+
+        Counted with the lease taken: a decision recorded during the drive is one it has
+        not seen. Nothing is parsed here, so that whatever is unreadable raises inside
+        the caller's hold on the lease: the run by `parsed` (`RunNotFound` when missing),
+        the transcript by `Taken.transcript`.
+        """
+        keys = [
+            self._lease_key(run_id),
+            self.run_key(run_id),
+            self._decisions_key(run_id),
+            self._transcript_key(run_id),
+        ]
+        statuses = ",".join(s.value for s in RunStatus if s in transcript_when)
+        answer = await self._take(keys=keys, args=[owner, int(ttl_seconds * 1000), statuses])
+        if int(answer[0]) == 0:
+            raise LeaseHeld(f"run {run_id} is leased by {answer[1]!r}")
+        _, doc, decisions, steps = answer
+        return Taken(run_id=run_id, doc=doc, decisions=int(decisions), steps=list(steps))
+
+    def parsed(self, taken: Taken) -> Run:
+        """The run a `take` found; raises `RunNotFound` or `StoreError` (unreadable)."""
+        return self._parsed(taken.run_id, taken.doc)
 
     async def renew_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
         """Extend the lease if `owner` still holds it."""
@@ -577,60 +596,10 @@ class RunStore:
         mark: Command = ("HSET", self.run_key(run_id), "enqueued", 1)
         commands = [mark] if queued_by is None else [queued_by, mark]
         if self.batches is not None:
-            _raise_errors(await self.batches.execute(commands))
+            raise_errors(await self.batches.execute(commands))
             return
         for command in commands:
             await self.redis.execute_command(*command)
-
-    # -- the group's alerts -----------------------------------------------------------
-    async def fold_alerts(self, run_id: str, alerts: Sequence[Alert]) -> AlertFold:
-        """Log each alert that is new to the run or changed status, in one round trip.
-
-        An ended run takes only alerts it already saw firing (repeats, resolutions); when
-        one fires anew nothing is logged and `fires_anew` is set: that is a new incident.
-        An `expired` run released its group: any firing alert is a new incident (nobody
-        decided in time, so the group's next notification gets a new investigation).
-        """
-        args = [*_FOLD_STATES, "1"]
-        for alert in alerts:
-            args += [alert.fingerprint, alert.status, alert.model_dump_json()]
-        keys = self._alert_keys(run_id)
-        return _alert_fold(await self.run_script(self._fold_alerts, keys, args))
-
-    async def repeat_check(
-        self, key: str, run_id: str, alerts: Sequence[Alert]
-    ) -> tuple[str | None, AlertFold | None]:
-        """The value of `key` (an alert group's dedup key) and what `fold_alerts` of
-        `alerts` into `run_id` would do, in one round trip that writes nothing. The fold
-        is None when it could not be told here (the server lost its scripts)."""
-        keys = self._alert_keys(run_id)
-        args = [*_FOLD_STATES, "0"]
-        for alert in alerts:
-            args += [alert.fingerprint, alert.status, ""]
-        if self.batches is None:
-            get, check = self.redis.get(key), self._fold_alerts(keys=keys, args=args)
-            current, answer = await asyncio.gather(get, check)
-            return cast(str | None, current), _alert_fold(answer)
-        command = ("EVALSHA", self._fold_alerts.sha, len(keys), *keys, *args)
-        current, answer = await self.batches.execute([("GET", key), command])
-        _raise_errors([current])
-        if isinstance(answer, NoScriptError):
-            return cast(str | None, current), None
-        _raise_errors([answer])
-        return cast(str | None, current), _alert_fold(answer)
-
-    def _alert_keys(self, run_id: str) -> list[str]:
-        base = self.run_key(run_id)
-        return [base, f"{base}:alerts", f"{base}:alert_log"]
-
-    async def alert_log(self, run_id: str, start: int = 0) -> list[Alert]:
-        """The run's logged alerts from position `start` on."""
-        raw = await self.redis.lrange(self.alert_log_key(run_id), start, -1)
-        return [Alert.model_validate_json(r) for r in raw]
-
-    def alert_log_key(self, run_id: str) -> str:
-        """The key of the run's alert log (a list of Alert JSON)."""
-        return f"{self.run_key(run_id)}:alert_log"
 
     # -- audit ------------------------------------------------------------------------
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
@@ -654,19 +623,3 @@ class RunStore:
 def _audit_fields(event: str, data: dict[str, Any]) -> dict[str, str]:
     """The fields of an audit stream entry."""
     return {"event": event, "at": utcnow().isoformat(), "data": json.dumps(data, default=str)}
-
-
-def _alert_fold(answer: Any) -> AlertFold:
-    status, anew, logged, enqueued = answer
-    return AlertFold(
-        status=RunStatus(status) if status else None,
-        fires_anew=bool(anew),
-        logged=int(logged),
-        enqueued=bool(enqueued),
-    )
-
-
-def _raise_errors(answers: Sequence[Any]) -> None:
-    for answer in answers:
-        if isinstance(answer, Exception):
-            raise answer
