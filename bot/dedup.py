@@ -32,8 +32,9 @@ from bot.errors import AdmissionContended, RunExists
 from bot.metrics import Metrics
 from bot.models import Alert, RunStatus, new_id
 from bot.queue import WorkQueue
-from bot.runs import redact_alert_counted, start_run
+from bot.runs import start_run
 from bot.store import AlertFold
+from bot.untrusted import RedactedAlert, count, redacted
 
 # KEYS: dedup key.  ARGV: run id to claim a free group with ('' not to), ttl seconds.
 # Returns the group's run id: the one it had, else ARGV[1], now set ('' if none).
@@ -100,7 +101,7 @@ class AlertGroups:
 
     async def admit(
         self,
-        alerts: Sequence[Alert],
+        delivered: Sequence[Alert | RedactedAlert],
         *,
         before_queue: BeforeQueue | None = None,
         opens_run: bool = True,
@@ -111,14 +112,18 @@ class AlertGroups:
         Returns only after everything is durably in Redis; raises redis errors as they are
         (the HTTP layer answers 503 so the sender retries). `before_queue` runs whenever
         this delivery queues a run, after it is created and before any worker can take it.
+        Every delivery's redactions are counted; a plain `Alert` is redacted here first.
         """
-        alerts = [redact_alert_counted(self._deps, a) for a in alerts]
+        clean = [a if isinstance(a, RedactedAlert) else redacted(a) for a in delivered]
+        for one in clean:
+            count(self._deps.metrics, "alert", one.redactions)
+        alerts = [a.alert for a in clean]
         key = self.dedup_key(alerts[0].group_key)
-        firing = [a for a in alerts if a.status == "firing"]
+        firing = [a for a in clean if a.alert.status == "firing"]
         admission = await self._to_known_run(key, alerts, before_queue)
         if admission is not None:
             return admission
-        admission = await self._claimed(key, alerts, firing, before_queue, opens_run=opens_run)
+        admission = await self._claimed(key, clean, firing, before_queue, opens_run=opens_run)
         if admission.run_id is not None and admission.outcome != "ignored":
             self._remember(key, admission.run_id)
         return admission
@@ -126,13 +131,14 @@ class AlertGroups:
     async def _claimed(
         self,
         key: str,
-        alerts: Sequence[Alert],
-        firing: Sequence[Alert],
+        clean: Sequence[RedactedAlert],
+        firing: Sequence[RedactedAlert],
         before_queue: BeforeQueue | None,
         *,
         opens_run: bool,
     ) -> Admission:
         """`admit` the full way: claim the group, or fold into (or replace) its run."""
+        alerts = [a.alert for a in clean]
         ttl = self._deps.settings.retention_seconds
         for _ in range(5):  # a concurrent delivery may win a race; then look again
             run_id = new_id("run") if firing and opens_run else ""
@@ -145,7 +151,7 @@ class AlertGroups:
                 if fold.status is None and opens_run:
                     # A crash after the key was set but before the run was created.
                     return await self._start(
-                        current, firing or list(alerts), repaired=True, before_queue=before_queue
+                        current, firing or clean, repaired=True, before_queue=before_queue
                     )
                 if fold.status is not None and not fold.fires_anew:
                     return await self._folded(current, alerts, fold, before_queue)
@@ -187,7 +193,7 @@ class AlertGroups:
     async def _start(
         self,
         run_id: str,
-        alerts: Sequence[Alert],
+        alerts: Sequence[RedactedAlert],
         *,
         repaired: bool,
         before_queue: BeforeQueue | None,
@@ -204,8 +210,9 @@ class AlertGroups:
             )
         except RunExists:
             # A concurrent delivery of the same group created it first: join it.
-            fold = await self._deps.store.fold_alerts(run_id, alerts)
-            return await self._folded(run_id, alerts, fold)
+            plain = [a.alert for a in alerts]
+            fold = await self._deps.store.fold_alerts(run_id, plain)
+            return await self._folded(run_id, plain, fold)
         if before_queue is not None:
             await before_queue(run.id)
         await self._enqueue(run.id)

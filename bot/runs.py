@@ -14,12 +14,13 @@ from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
 from bot.runner import RunDriver
 from bot.store import AuditEntry
 from bot.untrusted import (
+    RedactedAlert,
     alert_flags,
     count,
     count_flags,
     flag_events,
     merge_flags,
-    redact_alert,
+    redacted,
 )
 
 POLL_SECONDS = 0.5
@@ -45,21 +46,24 @@ def alert_step(alert: Alert) -> Step:
 
 async def start_run(
     deps: Deps,
-    alert: Alert,
+    alert: Alert | RedactedAlert,
     *,
     trigger: str = "alert",
     run_id: str | None = None,
-    alerts: Sequence[Alert] = (),
+    alerts: Sequence[Alert | RedactedAlert] = (),
     events: Sequence[AuditEntry] = (),
 ) -> Run:
     """Create a queued run for the alert, with the alert as its first step, in one write
     with its group's `alerts` (logged as `fold_alerts` logs them) and further audit
-    `events` (after its own: `created`, and a flag's).
+    `events` (after its own: `created`, with the alert's redactions, and a flag's).
 
-    Raises `RunExists` when `run_id` names a run that was already created.
+    Nothing is stored unredacted: a plain `Alert` is redacted here and its redactions
+    counted; a `RedactedAlert` was redacted (and counted) by its caller, and is stored
+    as it is. Raises `RunExists` when `run_id` names a run that was already created.
     """
-    alert, redactions = redact_alert(alert)
-    count(deps.metrics, "alert", redactions)
+    clean = _redacted(deps, [alert, *alerts])
+    first = clean[id(alert)]
+    alert, redactions = first.alert, dict(first.redactions)
     found = alert_flags(alert)
     flags = merge_flags([], [flag for _, flag in found])
     run = Run.model_validate(
@@ -76,18 +80,26 @@ async def start_run(
         run,
         [alert_step(alert)],
         events=[("created", created_event), *flag_events(found), *events],
-        alerts=alerts,
+        alerts=[clean[id(a)].alert for a in alerts],
     )
     deps.metrics.runs_started.labels(trigger).inc()
     count_flags(deps.metrics, found)
     return created
 
 
-def redact_alert_counted(deps: Deps, alert: Alert) -> Alert:
-    """The alert with its secrets redacted, counted in the redaction metric."""
-    cleaned, counts = redact_alert(alert)
-    count(deps.metrics, "alert", counts)
-    return cleaned
+def _redacted(deps: Deps, alerts: Sequence[Alert | RedactedAlert]) -> dict[int, RedactedAlert]:
+    """Each of `alerts` (by `id`) as it may be stored; the plain ones redacted here and
+    counted once each, however often they are listed."""
+    clean: dict[int, RedactedAlert] = {}
+    for alert in alerts:
+        if id(alert) in clean:
+            continue
+        if isinstance(alert, RedactedAlert):
+            clean[id(alert)] = alert
+        else:
+            clean[id(alert)] = redacted(alert)
+            count(deps.metrics, "alert", clean[id(alert)].redactions)
+    return clean
 
 
 async def record_decision(deps: Deps, decision: Decision, *, settles_at: int = 0) -> bool:

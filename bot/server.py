@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from bot.dedup import AlertGroups
 from bot.deps import Deps, open_deps
 from bot.errors import ConfigError
-from bot.heap import freeze_startup_heap
+from bot.heap import collect_young_less_often, freeze_startup_heap
 from bot.intake.auth import WebhookAuth, signed_sources
 from bot.intake.http import (
     INTAKE,
@@ -255,6 +255,7 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     # Start-up's objects live as long as the process: no full collection walks them again.
     log.info("start-up heap frozen", extra={"objects": freeze_startup_heap()})
+    log.info("garbage collection thresholds", extra={"thresholds": collect_young_less_often()})
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         host, port = runner.addresses[0][:2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot import injection
@@ -22,6 +23,25 @@ from tools.toolset import ToolResult
 
 Counts = dict[str, int]
 THREAD_LINE_SHOWN = 120
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedactedAlert:
+    """An alert that has been through `redact_alert`, with the redactions made there.
+
+    Built by `redacted`: code that stores an alert takes this type (or redacts a plain
+    `Alert` itself), so an alert is redacted once however many layers it passes, and
+    the counts of that one redaction are not lost on the way.
+    """
+
+    alert: Alert
+    redactions: Mapping[str, int]
+
+
+def redacted(alert: Alert) -> RedactedAlert:
+    """The alert with its secrets replaced, and what was replaced (uncounted)."""
+    cleaned, counts = redact_alert(alert)
+    return RedactedAlert(alert=cleaned, redactions=counts)
 
 
 def redact_alert(alert: Alert) -> tuple[Alert, Counts]:

@@ -24,6 +24,7 @@ from bot.errors import StoreError
 from bot.intake import pagerduty
 from bot.intake.alertmanager import WebhookBody
 from bot.intake.auth import RequestCheck, WebhookAuth
+from bot.intake.deliveries import CleanDelivery, Delivery, DeliveryCache, Parse
 from bot.intake.generic import GenericAlert
 from bot.intake.grafana import GrafanaBody
 from bot.metrics import Metrics
@@ -51,15 +52,8 @@ class Intake:
     on_admitted: Callable[[Admission], None] | None = None
     # Sources whose own signature authenticates their endpoint instead of `auth`.
     signed: Mapping[str, RequestCheck] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Delivery:
-    """The alerts of one request; with `opens_run` False they only join an open run, and
-    none at all is an event answered `ignored`."""
-
-    alerts: list[Alert]
-    opens_run: bool = True
+    # Authenticated bodies seen lately, parsed and redacted: a repeat is not parsed again.
+    deliveries: DeliveryCache = field(default_factory=DeliveryCache)
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -155,9 +149,7 @@ def _parse(model: type[M], body: bytes) -> M:
         raise _Rejected(422, f"invalid alert: {describe_validation_error(exc)}") from exc
 
 
-async def _receive(
-    request: web.Request, source: str, parse: Callable[[bytes], list[Alert] | Delivery]
-) -> web.Response:
+async def _receive(request: web.Request, source: str, parse: Parse) -> web.Response:
     intake = request.app[INTAKE]
     if intake.in_flight.locked():
         # Shed before reading the body: cheap, so the loop keeps time for Slack and drives.
@@ -176,7 +168,7 @@ async def _handle(
     request: web.Request,
     intake: Intake,
     source: str,
-    parse: Callable[[bytes], list[Alert] | Delivery],
+    parse: Parse,
 ) -> web.Response:
     started = time.perf_counter()
     try:
@@ -184,8 +176,7 @@ async def _handle(
         auth = intake.signed.get(source, intake.auth)
         if auth is not None and not auth.allows(request.headers, body):
             raise _Rejected(401, "unauthorized", "missing or wrong token or signature")
-        parsed = parse(body)
-        delivery = parsed if isinstance(parsed, Delivery) else Delivery(alerts=parsed)
+        delivery = intake.deliveries.delivery(source, body, parse)
         alerts = delivery.alerts
         admission = await _admit(intake.groups, delivery)
     except _Rejected as exc:
@@ -198,17 +189,18 @@ async def _handle(
     count_admission(intake.metrics, source, admission, len(alerts))
     if intake.on_admitted is not None:
         intake.on_admitted(admission)
-    log.info(
-        "alerts admitted",
-        extra={
-            "source": source,
-            "status": 202,
-            "run_id": admission.run_id,
-            "outcome": admission.outcome,
-            "alerts": len(alerts),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+    if log.isEnabledFor(logging.INFO):  # a storm's every request: build no record for nothing
+        log.info(
+            "alerts admitted",
+            extra={
+                "source": source,
+                "status": 202,
+                "run_id": admission.run_id,
+                "outcome": admission.outcome,
+                "alerts": len(alerts),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
     return web.json_response({"run_id": admission.run_id, "outcome": admission.outcome}, status=202)
 
 
@@ -225,7 +217,7 @@ async def _read(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _admit(groups: AlertGroups, delivery: Delivery) -> Admission:
+async def _admit(groups: AlertGroups, delivery: CleanDelivery) -> Admission:
     if not delivery.alerts:
         return Admission(run_id=None, outcome="ignored")
     try:
