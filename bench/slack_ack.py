@@ -25,8 +25,9 @@ the load average. Targets beside them: ack p99 <= 50 ms, click -> action start p
 The runs share one service, so the bot runs with
 `INCIDENT_BOT_MAX_INVESTIGATIONS_PER_SERVICE=8` (default 3) to propose them sooner.
 
-With `--split` the alerts go to a second `serve` (`INCIDENT_BOT_WORKERS=0`: intake only)
-on the same Redis, as a deployment that gives the webhooks replicas of their own does;
+With `--split` the alerts go to a second `serve` (`INCIDENT_BOT_WORKERS=0`,
+`INCIDENT_BOT_SLACK_EVENTS=false`: intake only) on the same Redis, as the chart's
+`intake.enabled` gives the webhooks replicas of their own;
 Slack's requests and the drives stay on the first, whose event loop the flood no longer
 shares.
 
@@ -385,7 +386,11 @@ async def _processes(data: Path, *, split: bool) -> AsyncIterator[tuple[Urls, Ru
         bot_url = await _serve(children, data, env, "serve")
         intake_url = bot_url
         if split:
-            intake_env = env | {"INCIDENT_BOT_PORT": str(free_port()), "INCIDENT_BOT_WORKERS": "0"}
+            intake_env = env | {
+                "INCIDENT_BOT_PORT": str(free_port()),
+                "INCIDENT_BOT_WORKERS": "0",
+                "INCIDENT_BOT_SLACK_EVENTS": "false",
+            }
             intake_url = await _serve(children, data, intake_env, "intake")
         yield (
             Urls(bot=bot_url, intake=intake_url, slack=urls["url"], info=urls["info"]),
@@ -612,7 +617,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument(
         "--split",
         action="store_true",
-        help="the alerts to a second, intake-only serve (INCIDENT_BOT_WORKERS=0)",
+        help="the alerts to a second, intake-only serve (no workers, no Slack events)",
     )
     args = parser.parse_args()
     if args.clicks < 1 or args.commands < 0 or args.rate <= 0 or args.seconds <= 0:

@@ -38,7 +38,7 @@ from bot.loop_lag import LoopLagMonitor
 from bot.metrics import Metrics
 from bot.pausing import pause
 from bot.settings import Settings
-from bot.slack.app import SLACK, open_slack, slack_events
+from bot.slack.app import SLACK, no_slack_events, open_slack, slack_events
 from bot.slack.pause_lines import PauseLines
 from bot.sweeper import Sweeper
 from bot.worker import WorkerLimits, WorkerPool
@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
             web.post("/webhooks/pagerduty", pagerduty_webhook),
             web.post("/webhooks/generic", generic_webhook),
             web.get("/webhooks/generic/schema", generic_schema),
-            web.post("/slack/events", slack_events),
+            web.post("/slack/events", slack_events if settings.slack_events else no_slack_events),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
             web.get("/metrics", metrics_page),

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
     slack_socket_mode: bool = Field(default=False, alias="INCIDENT_BOT_SLACK_SOCKET_MODE")
+    # False: this replica takes no Slack events (no Socket Mode connection, and
+    # `POST /slack/events` answers 404), so it needs neither the signing secret nor the app
+    # token; it still posts through the Web API. For intake-only replicas: Slack then hands
+    # every event to the replicas that are not taking an alert flood.
+    slack_events: bool = Field(default=True, alias="INCIDENT_BOT_SLACK_EVENTS")
     slack_channel: str | None = Field(default=None, alias="INCIDENT_BOT_SLACK_CHANNEL")
     # At most one post per channel, and one progress edit per run, in this many seconds.
     slack_min_interval_seconds: float = Field(default=1.0, alias="INCIDENT_BOT_SLACK_MIN_INTERVAL")

@@ -215,7 +215,13 @@ def test_the_ingress_publishes_only_slack_and_optionally_the_webhooks() -> None:
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [{"secretName": "bot-tls", "hosts": ["bot.example.com"]}]
     paths = [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]]
-    assert paths == ["/slack/events", "/webhooks/alertmanager", "/webhooks/generic"]
+    assert paths == [
+        "/slack/events",
+        "/webhooks/alertmanager",
+        "/webhooks/generic",
+        "/webhooks/grafana",
+        "/webhooks/pagerduty",
+    ]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": FULLNAME, "port": {"name": "http"}}
     with pytest.raises(helm_python.HelmError, match=r"needs ingress\.hosts"):

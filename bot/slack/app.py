@@ -3,7 +3,9 @@
 
 HTTP mode verifies every request's signature (`SLACK_SIGNING_SECRET`; a wrong signature
 or a timestamp older than five minutes gets 401). Socket Mode (`SLACK_APP_TOKEN`, with
-`incident-bot serve --socket-mode`) needs no public URL.
+`incident-bot serve --socket-mode`) needs no public URL. With `INCIDENT_BOT_SLACK_EVENTS`
+false the process takes neither (an intake-only replica: Slack hands the events to the
+others) and only posts through the Web API; `POST /slack/events` then answers 404.
 
 Bolt answers a request when its listener returns (`process_before_response`): commands
 and clicks ack at once and hand their work to `AfterAck` (once per `trigger_id`, so a
@@ -23,6 +25,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -34,6 +37,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.deps import Deps
 from bot.errors import ConfigError
+from bot.settings import Settings
 from bot.slack.alert_messages import AlertMessages
 from bot.slack.approvers import GroupMembers
 from bot.slack.blocks import APPROVE, REJECT, REJECT_MODAL
@@ -48,14 +52,17 @@ log = logging.getLogger(__name__)
 
 # What Slack sends: events as JSON, commands and interactivity as forms.
 _CONTENT_TYPES = {"application/json", "application/x-www-form-urlencoded"}
+NO_EVENTS = "this replica takes no Slack events (INCIDENT_BOT_SLACK_EVENTS=false)"
+
+EventsMode = Literal["http", "socket"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class SlackSurface:
-    """The running Slack channel: the Bolt app, the thread listener, and (HTTP mode) the
-    signature check of `POST /slack/events`."""
+    """The running Slack channel: the thread listener, and, when this process takes
+    Slack's events, the Bolt app and (HTTP mode) the signature check of `POST /slack/events`."""
 
-    bolt: AsyncApp
+    bolt: AsyncApp | None
     threads: SlackThreads
     verifier: SignatureVerifier | None
 
@@ -117,7 +124,7 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     checks it again. Bodies past the app's size limit get 413 from aiohttp.
     """
     surface = request.app.get(SLACK)
-    if surface is None or surface.verifier is None:
+    if surface is None or surface.bolt is None or surface.verifier is None:
         return web.json_response({"error": "slack http mode is not configured"}, status=404)
     body = await request.read()
     if not _signed(surface.verifier, body, request):
@@ -137,6 +144,11 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     return await to_aiohttp_response(await surface.bolt.async_dispatch(bolt_request))
 
 
+async def no_slack_events(request: web.Request) -> web.Response:
+    """`POST /slack/events` where `INCIDENT_BOT_SLACK_EVENTS` is false: 404, saying so."""
+    return web.json_response({"error": NO_EVENTS}, status=404)
+
+
 def _signed(verifier: SignatureVerifier, body: bytes, request: web.Request) -> bool:
     try:
         return verifier.is_valid_request(body, dict(request.headers))
@@ -149,23 +161,12 @@ def _refused(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-@asynccontextmanager
-async def open_slack(deps: Deps) -> AsyncIterator[SlackSurface | None]:
-    """The Slack channel when `SLACK_BOT_TOKEN` is set (else None), with Socket Mode
-    connected when asked for; disconnected and flushed on exit."""
-    settings = deps.settings
-    if deps.slack is None:
-        if settings.slack_socket_mode:
-            raise ConfigError("--socket-mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
-        yield None
-        return
-    refs = MessageRefs(
-        deps.store.redis, prefix=settings.key_prefix, retention_seconds=settings.retention_seconds
-    )
-    threads = SlackThreads(deps, deps.slack, refs)
-    deliveries = Deliveries(deps.store.redis, prefix=settings.key_prefix)
-    after_ack = AfterAck(deliveries)
-    bolt = create_bolt(deps, threads, refs, after_ack, deliveries)
+def events_mode(settings: Settings) -> EventsMode | None:
+    """How this process takes Slack's events: over HTTP, over Socket Mode (asked for, or
+    an app token without a signing secret), or not at all (`INCIDENT_BOT_SLACK_EVENTS`
+    false). Raises `ConfigError` when the mode's credential is missing."""
+    if not settings.slack_events:
+        return None
     socket_mode = settings.slack_socket_mode or (
         settings.slack_app_token is not None and settings.slack_signing_secret is None
     )
@@ -173,20 +174,54 @@ async def open_slack(deps: Deps) -> AsyncIterator[SlackSurface | None]:
         raise ConfigError("Socket Mode needs SLACK_APP_TOKEN (an xapp- token)")
     if not socket_mode and settings.slack_signing_secret is None:
         raise ConfigError("Slack HTTP mode needs SLACK_SIGNING_SECRET (or use Socket Mode)")
+    return "socket" if socket_mode else "http"
+
+
+@asynccontextmanager
+async def open_slack(deps: Deps) -> AsyncIterator[SlackSurface | None]:
+    """The Slack channel when `SLACK_BOT_TOKEN` is set (else None), taking Slack's events
+    as `events_mode` says (Socket Mode connected here); disconnected and flushed on exit."""
+    settings = deps.settings
+    if deps.slack is None:
+        if settings.slack_socket_mode and settings.slack_events:
+            raise ConfigError("--socket-mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
+        yield None
+        return
+    mode = events_mode(settings)
+    refs = MessageRefs(
+        deps.store.redis, prefix=settings.key_prefix, retention_seconds=settings.retention_seconds
+    )
+    threads = SlackThreads(deps, deps.slack, refs)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(threads.close)
-        stack.push_async_callback(after_ack.close)  # first: its work may post to threads
-        if socket_mode:
-            assert settings.slack_app_token is not None  # noqa: S101 - checked above
-            handler = AsyncSocketModeHandler(
-                bolt, settings.slack_app_token.get_secret_value(), web_client=deps.slack
-            )
-            await handler.connect_async()  # type: ignore[no-untyped-call]
-            stack.push_async_callback(handler.close_async)
-            log.info("slack: connected in Socket Mode")
+        bolt = None
+        if mode is None:
+            log.info("slack: taking no events (INCIDENT_BOT_SLACK_EVENTS=false); Web API only")
+        else:
+            bolt = await _take_events(deps, threads, refs, mode, stack)
         secret = settings.slack_signing_secret
         yield SlackSurface(
             bolt=bolt,
             threads=threads,
-            verifier=SignatureVerifier(secret.get_secret_value()) if secret else None,
+            verifier=SignatureVerifier(secret.get_secret_value()) if secret and bolt else None,
         )
+
+
+async def _take_events(
+    deps: Deps, threads: SlackThreads, refs: MessageRefs, mode: EventsMode, stack: AsyncExitStack
+) -> AsyncApp:
+    """The Bolt app taking Slack's events, connected over Socket Mode in that mode; its
+    deferred work and the connection close with `stack`, before `threads` do."""
+    assert deps.slack is not None  # noqa: S101 - only called when Slack is configured
+    deliveries = Deliveries(deps.store.redis, prefix=deps.settings.key_prefix)
+    after_ack = AfterAck(deliveries)
+    bolt = create_bolt(deps, threads, refs, after_ack, deliveries)
+    stack.push_async_callback(after_ack.close)  # first: its work may post to threads
+    if mode == "socket":
+        token = deps.settings.slack_app_token
+        assert token is not None  # noqa: S101 - checked by `events_mode`
+        handler = AsyncSocketModeHandler(bolt, token.get_secret_value(), web_client=deps.slack)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        stack.push_async_callback(handler.close_async)
+        log.info("slack: connected in Socket Mode")
+    return bolt

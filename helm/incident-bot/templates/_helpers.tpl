@@ -177,3 +177,73 @@ built from the chart's Redis password; none in embedded mode. */}}
   value: redis://:$(REDIS_PASSWORD)@{{ include "incident-bot.redisFullname" . }}.{{ .Release.Namespace }}.svc:{{ .Values.redis.port }}/0
 {{- end }}
 {{- end }}
+
+{{/* The intake Deployment and Service (intake.enabled): intake only, no drives. */}}
+{{- define "incident-bot.intakeFullname" -}}
+{{- printf "%s-intake" (include "incident-bot.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The intake pods' labels: a name of their own, so that the bot's Deployment, Service
+and PodDisruptionBudget (whose selectors cannot change on upgrade) do not select them. */}}
+{{- define "incident-bot.intakeSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "incident-bot.name" . }}-intake
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "incident-bot.intakeLabels" -}}
+helm.sh/chart: {{ include "incident-bot.chart" . }}
+{{ include "incident-bot.intakeSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: intake
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* intake.enabled, checked: it needs a Redis shared with the bot's pods and a name of
+its own. Renders nothing. */}}
+{{- define "incident-bot.checkIntake" -}}
+{{- if eq (include "incident-bot.redisMode" .) "embedded" }}
+{{- fail "intake.enabled needs a Redis the intake and the bot's pods share: redis.mode embedded gives each pod its own, so the alerts the intake accepts would never reach the pods that drive runs. Set redis.mode: statefulset or external" }}
+{{- end }}
+{{- if gt (len (include "incident-bot.fullname" .)) 56 }}
+{{- fail (printf "intake.enabled needs a full name of at most 56 characters, so that %s-intake fits the 63 a name may have: shorten the release name or set fullnameOverride" (include "incident-bot.fullname" .)) }}
+{{- end }}
+{{- end }}
+
+{{/* The Service the webhooks go to: the intake's when intake.enabled, else the bot's. */}}
+{{- define "incident-bot.webhookService" -}}
+{{- if .Values.intake.enabled }}
+{{- include "incident-bot.checkIntake" . }}
+{{- include "incident-bot.intakeFullname" . }}
+{{- else }}
+{{- include "incident-bot.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/* The pods' non-secret environment: the data of the bot's ConfigMap and, less the
+actions' kubeconfig (they call no Kubernetes API), of the intake's. Arguments (a dict):
+root (the chart's context), actions (whether to point INCIDENT_BOT_ACTIONS_KUBECONFIG at
+the actions' kubeconfig, when actions.enabled). */}}
+{{- define "incident-bot.configData" -}}
+{{- $root := .root -}}
+INCIDENT_BOT_DATA_DIR: /var/lib/incident-bot
+# The root filesystem is read-only: whatever writes under HOME (matplotlib's cache for
+# the charts) writes to the /tmp emptyDir.
+HOME: /tmp
+MPLCONFIGDIR: /tmp/matplotlib
+INCIDENT_BOT_SHUTDOWN_GRACE: {{ $root.Values.shutdownGrace | quote }}
+{{- if $root.Values.policy.enabled }}
+INCIDENT_BOT_POLICY_DIR: /etc/incident-bot/policies
+{{- end }}
+{{- if and .actions $root.Values.actions.enabled }}
+INCIDENT_BOT_ACTIONS_KUBECONFIG: /etc/incident-bot/actions/kubeconfig
+{{- end }}
+{{- if $root.Values.slack.socketMode }}
+INCIDENT_BOT_SLACK_SOCKET_MODE: "true"
+{{- end }}
+{{- with $root.Values.slack.channel }}
+INCIDENT_BOT_SLACK_CHANNEL: {{ . | quote }}
+{{- end }}
+{{- range $key, $value := $root.Values.config }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
