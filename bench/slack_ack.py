@@ -15,7 +15,9 @@ two phases of `--seconds` each, the same sends spread evenly over each:
 
 Reported per phase: the ack latency (HTTP response time) of clicks and of commands,
 p50/p99; click -> action start (the action record's `started_at` minus the click's send
-time) p50/p99, waiting up to `--settle` seconds after the phase for the actions; the
+time) p50/p99, waiting up to `--settle` seconds after the phase for the actions, and
+the same wait in two parts at the run's `decision` audit event (the click handled and
+recorded; the resume driven to the action's start); the
 work queue's length after the phase (starts and resumes); the bot's event-loop lag p99 (the
 `incident_bot_event_loop_lag_seconds` buckets, when the bot exports them); the rate the
 load generator sent, the 202s per second it got while sending, its latencies (waiting
@@ -219,6 +221,10 @@ class Phase:
     commands: list[tuple[float, int]] = field(default_factory=list)
     sent_at: dict[str, float] = field(default_factory=dict)  # run id -> click's time.time()
     to_action: list[float] = field(default_factory=list)
+    # The same waits in two parts, at the run's `decision` audit event: the click handled
+    # and recorded, then the resume driven to the action's start.
+    to_decision: list[float] = field(default_factory=list)
+    decision_to_action: list[float] = field(default_factory=list)
     queue: int = 0
     lag_p99_ms: float | None = None
     load: dict[str, Any] | None = None
@@ -288,9 +294,19 @@ async def _actions_started(
             record = await store.action_record(run_id, p.proposal_id)
             if record is not None:
                 phase.to_action.append(record.started_at.timestamp() - phase.sent_at[run_id])
+                await _split_at_decision(store, phase, run_id, record.started_at.timestamp())
                 del waiting[run_id]
         if waiting:
             await asyncio.sleep(0.05)
+
+
+async def _split_at_decision(store: RunStore, phase: Phase, run_id: str, started: float) -> None:
+    """Split a click's wait for its action at the decision's audit event (its stream id:
+    Redis's clock, on this machine the same as the bench's)."""
+    decided = [e.at.timestamp() for e in await store.read_audit(run_id) if e.event == "decision"]
+    if decided:
+        phase.to_decision.append(decided[-1] - phase.sent_at[run_id])
+        phase.decision_to_action.append(started - decided[-1])
 
 
 _BUCKET = re.compile(r'^incident_bot_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
@@ -478,6 +494,12 @@ def _print(phases: list[Phase], args: argparse.Namespace) -> None:
             f"{_ms(waits, 50):>9} {_ms(waits, 99):>7} | {p.queue:>6} {lag:>7} | "
             + " ".join(f"{v:.2f}" for v in p.loadavg)
         )
+        if p.to_decision:
+            print(
+                f"  {p.name}: click -> decision recorded p50 {_ms(p.to_decision, 50)} p99 "
+                f"{_ms(p.to_decision, 99)}; decision -> action start p50 "
+                f"{_ms(p.decision_to_action, 50)} p99 {_ms(p.decision_to_action, 99)} (ms)"
+            )
         if bad:
             print(f"  {p.name}: {bad} Slack requests answered outside 2xx")
         if p.load:
