@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot import fencing
+from bot.batching import Command
 from bot.metrics import Metrics
 from bot.models import Finding, Proposal, Run
 from bot.spend import DailySpend
-from bot.tiering import Audit, FastModel, charge, record_call
+from bot.tiering import Audit, FastModel, audit_call, charge
 from bot.untrusted import count
 from tools.redaction import redact
 
@@ -54,12 +55,14 @@ async def with_headline(
     audit: Audit,
     spend: DailySpend,
     metrics: Metrics,
-) -> Run:
+) -> tuple[Run, list[Command]]:
     """The run with the fast model's headline and that call's cost (unchanged without a
-    fast model, or when it fails). Only the model's runs get one: a run the planner took
-    over (the model was down, over budget, stopped) keeps the planner's written summary."""
+    fast model, or when it fails), and the command that counts the call in today's spend,
+    for the caller to send beside the run's next checkpoint (`DailySpend.adding`). Only
+    the model's runs get one: a run the planner took over (the model was down, over
+    budget, stopped) keeps the planner's written summary."""
     if fast is None or run.engine != "model" or not (summary.strip() or findings):
-        return run
+        return run, []
     answer = await fast.ask(
         system=SYSTEM,
         text=headline_request(summary, findings, proposal),
@@ -68,10 +71,11 @@ async def with_headline(
         max_tokens=200,
     )
     if answer is None:
-        return run
+        return run, []
     text, call = answer
-    await record_call(audit, spend, run.id, call)
+    await audit_call(audit, run.id, call)
     line, redactions = headline_of(text)
     count(metrics, "model", redactions)
     run = charge(run, call.model, call.usage, call.dollars, investigation=False)
-    return run.model_copy(update={"headline": line}) if line else run
+    counting = spend.adding(call.usage, call.dollars)
+    return (run.model_copy(update={"headline": line}) if line else run), counting

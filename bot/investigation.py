@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.approvals import approve_by_policy, assess, describe_target
+from bot.batching import Command
 from bot.checkpoints import Checkpointer
 from bot.compaction import audit_compactions
 from bot.guidance import Briefing
@@ -371,7 +372,9 @@ class Investigator:
         elif requirement.auto_approved:
             decisions = await approve_by_policy(self.store, run, proposal, requirement)
             update |= {"status": RunStatus.EXECUTING, "decisions": decisions}
-        run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], proposal)
+        run, counting = await self._headline(
+            run, turn.summary, [*run.findings, *turn.findings], proposal
+        )
         await self.checkpoints.note(
             run.id,
             "proposal",
@@ -383,13 +386,15 @@ class Investigator:
         )
         if not requirement.allowed:
             await self.checkpoints.note(run.id, "proposal_forbidden", reason=requirement.reason)
-        return await self._write(run.model_copy(update=update))
+        return await self._write_counted(run.model_copy(update=update), counting)
 
     async def _finish(self, run: Run, turn: Finish) -> Run:
         status = RunStatus.NEEDS_ATTENTION if turn.needs_attention else RunStatus.CONCLUDED
-        run = await self._headline(run, turn.summary, [*run.findings, *turn.findings], None)
+        run, counting = await self._headline(
+            run, turn.summary, [*run.findings, *turn.findings], None
+        )
         await self.checkpoints.note(run.id, "finished", status=status.value, summary=turn.summary)
-        return await self._write(
+        return await self._write_counted(
             run.model_copy(
                 update={
                     "status": status,
@@ -397,13 +402,15 @@ class Investigator:
                     "outcome": turn.summary,
                     "findings": [*run.findings, *turn.findings],
                 }
-            )
+            ),
+            counting,
         )
 
     async def _headline(
         self, run: Run, summary: str, findings: Sequence[Finding], proposal: Proposal | None
-    ) -> Run:
-        """The run with its headline worded by the fast model (`bot.headline`)."""
+    ) -> tuple[Run, list[Command]]:
+        """The run with its headline worded by the fast model (`bot.headline`), and the
+        command counting that call in today's spend."""
         return await with_headline(
             self.fast,
             run,
@@ -417,6 +424,14 @@ class Investigator:
 
     async def _write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         return await self.checkpoints.write(run, steps)
+
+    async def _write_counted(self, run: Run, counting: Sequence[Command]) -> Run:
+        """Checkpoint the run with `counting` (a side call's spend) in the same round trip."""
+        if not counting:
+            return await self._write(run)
+        written, answers = await self.checkpoints.write_beside(run, (), counting)
+        self.spend.added(answers)
+        return written
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,11 @@ def charge(run: Run, model: str, usage: Usage, dollars: float, *, investigation:
 async def record_call(audit: Audit, spend: DailySpend, run_id: str, call: ModelCall) -> None:
     """Count a side call in today's spend and audit it as a `model_call` of its model."""
     await spend.add(call.usage, call.dollars)
+    await audit_call(audit, run_id, call)
+
+
+async def audit_call(audit: Audit, run_id: str, call: ModelCall) -> None:
+    """Audit a side call as a `model_call` of its model (its spend counted elsewhere)."""
     await audit(
         run_id,
         "model_call",

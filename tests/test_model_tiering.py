@@ -20,7 +20,7 @@ from tests.anthropic_server import (
     rollback_script,
     text,
 )
-from tests.test_investigation_model import MODEL, harness
+from tests.test_investigation_model import MODEL, conclude, harness
 
 # Prices of the operator's own (dollars per million tokens), unlike the default table's.
 PRICES = {
@@ -141,3 +141,13 @@ async def test_without_a_fast_model_there_is_no_headline(redis_url: str) -> None
         assert h.claude.fast_requests == []
     assert run.status is RunStatus.AWAITING_APPROVAL and run.headline == ""
     assert list(run.model_usage) == [MODEL]
+
+
+async def test_a_concluded_runs_headline_is_in_todays_spend(redis_url: str) -> None:
+    # The headline's spend rides the run's last checkpoint; a concluded run's too.
+    async with harness(redis_url, [conclude()]) as h:
+        run = await h.investigate()
+        assert run.status is RunStatus.CONCLUDED and run.headline.startswith("In short: ")
+        assert run.model_usage[FAST_MODEL].calls == 1
+        tokens, spent = await h.deps.driver().investigator.spend.today()
+        assert tokens == run.usage.total and spent == pytest.approx(run.cost_dollars)
