@@ -36,7 +36,6 @@ from bot.settings import LOG_LEVELS, Settings
 from bot.terminal import TerminalView
 from policies.documents import PolicyConfigError
 from tools.sandbox import run_sandbox
-from tools.secret_patterns import catalog
 
 # Exit codes a script can branch on.
 EXIT_OK = 0
@@ -184,9 +183,6 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # The simulator is a trial: its webhooks may be open (a token still applies if set).
         "allow_unauthenticated_webhooks": bool(args.sandbox),
     }
-    # Every run redacts its alert first: load the secret catalog (detect-secrets, ~5 MB)
-    # now, so the server's memory is what it will be, not what a first run adds to it.
-    catalog()
     await serve(settings.model_copy(update={k: v for k, v in overrides.items() if v}))
     return EXIT_OK
 

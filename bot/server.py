@@ -43,6 +43,7 @@ from bot.slack.pause_lines import PauseLines
 from bot.sweeper import Sweeper
 from bot.worker import WorkerLimits, WorkerPool
 from tools.sandbox import run_sandbox
+from tools.secret_patterns import catalog
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,9 @@ async def serve(settings: Settings) -> None:
         shutdown_timeout=settings.shutdown_grace_seconds,
     )
     await runner.setup()
+    # Every run redacts its alert first: load the secret catalog (detect-secrets, ~5 MB)
+    # now, so the server's memory is what it will be, and frozen with the rest below.
+    catalog()
     # Start-up's objects live as long as the process: no full collection walks them again.
     log.info("start-up heap frozen", extra={"objects": freeze_startup_heap()})
     log.info("garbage collection thresholds", extra={"thresholds": collect_young_less_often()})
