@@ -11,12 +11,15 @@ Every step is idempotent, so a webhook retried after a crash at any point conver
 a dedup key whose run was never created gets it created; a run still `queued` is put on
 the queue again (a duplicate entry is harmless: driving a run is idempotent).
 
-On a single server a new group costs three round trips, shared with concurrent
-deliveries (`bot.batching`): claim the group; list and create the run (with its audit
-events and alerts); queue it and mark it queued. A repeat of a group this process has
-seen costs one: the group's run id and a check, writing nothing, that the delivery
-changes nothing in that run; anything else (a new alert, a resolution, another run now
-holding the group) takes the full path.
+On a single server a new group costs one round trip, shared with concurrent deliveries
+(`bot.batching`): one script claims the group, lists the run, creates it (with its audit
+events and alerts) and queues it; a crash leaves all of it or none. On a cluster
+(the keys are on many hash slots), or when something must run between the run's creation
+and its queueing (the Slack intake says where its thread goes), it costs three: claim the
+group; list and create the run; queue it and mark it queued. A repeat of a group this
+process has seen costs one: the group's run id and a check, writing nothing, that the
+delivery changes nothing in that run; anything else (a new alert, a resolution, another
+run now holding the group) takes the full path.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from bot.errors import AdmissionContended, RunExists
 from bot.metrics import Metrics
 from bot.models import Alert, RunStatus, new_id
 from bot.queue import WorkQueue
-from bot.runs import start_run
-from bot.store import AlertFold
+from bot.runs import count_started, new_run, start_run
+from bot.store import AlertFold, GroupClaim
 from bot.untrusted import RedactedAlert, count, redacted
 
 # KEYS: dedup key.  ARGV: run id to claim a free group with ('' not to), ttl seconds.
@@ -140,8 +143,12 @@ class AlertGroups:
         """`admit` the full way: claim the group, or fold into (or replace) its run."""
         alerts = [a.alert for a in clean]
         ttl = self._deps.settings.retention_seconds
-        for _ in range(5):  # a concurrent delivery may win a race; then look again
+        for attempt in range(5):  # a concurrent delivery may win a race; then look again
             run_id = new_id("run") if firing and opens_run else ""
+            if run_id and attempt == 0 and self._starts_whole(before_queue):
+                started = await self._start_claimed(key, run_id, firing)
+                if started is not None:
+                    return started
             claimed = await self._deps.store.run_script(self._claim, [key], [run_id, ttl])
             current = cast(str, claimed) or None
             if current is not None and current == run_id:
@@ -189,6 +196,35 @@ class AlertGroups:
         if len(self._known) >= KNOWN_GROUPS:
             del self._known[next(iter(self._known))]  # remembered longest ago
         self._known[key] = run_id
+
+    def _starts_whole(self, before_queue: BeforeQueue | None) -> bool:
+        """Whether a new group's run is claimed, created and queued in one script: on a
+        single server, when nothing has to run between its creation and its queueing."""
+        return before_queue is None and self._deps.store.batches is not None
+
+    async def _start_claimed(
+        self, key: str, run_id: str, alerts: Sequence[RedactedAlert]
+    ) -> Admission | None:
+        """Start the group's run as `_start` does, in one script that also claims the
+        group; None (nothing written) when the group has a run: admit it the full way."""
+        admitted = ("admitted", {"repaired": False, "alerts": len(alerts)})
+        new = new_run(
+            self._deps, alerts[0], trigger="alert", run_id=run_id, alerts=alerts, events=[admitted]
+        )
+        _, stream, *queue_args = self._queue.start_command(run_id)  # XADD stream ...
+        claim = GroupClaim(
+            dedup_key=key,
+            ttl_seconds=self._deps.settings.retention_seconds,
+            stream=stream,
+            queue_args=tuple(queue_args),
+        )
+        created = await self._deps.store.create_claimed(
+            new.run, new.steps, events=new.events, alerts=new.alerts, claim=claim
+        )
+        if isinstance(created, str):
+            return None
+        count_started(self._deps, new)
+        return Admission(run_id=run_id, outcome="started")
 
     async def _start(
         self,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.approvals import assess, refusal
 from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
-from bot.models import Alert, Decision, Run, RunStatus, Step, TextPart, utcnow
+from bot.models import Alert, Decision, Flag, Run, RunStatus, Step, TextPart, utcnow
 from bot.runner import RunDriver
 from bot.store import AuditEntry
 from bot.untrusted import (
@@ -44,6 +45,17 @@ def alert_step(alert: Alert) -> Step:
     return Step(index=0, role="user", author="alert", content=[TextPart(text=text)])
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewRun:
+    """A run about to be created, with what is written with it (`RunStore.create`)."""
+
+    run: Run
+    steps: list[Step]
+    events: list[AuditEntry]
+    alerts: list[Alert]
+    flags: list[tuple[str, Flag]]  # found in the alert: counted once it is created
+
+
 async def start_run(
     deps: Deps,
     alert: Alert | RedactedAlert,
@@ -61,6 +73,22 @@ async def start_run(
     counted; a `RedactedAlert` was redacted (and counted) by its caller, and is stored
     as it is. Raises `RunExists` when `run_id` names a run that was already created.
     """
+    new = new_run(deps, alert, trigger=trigger, run_id=run_id, alerts=alerts, events=events)
+    created = await deps.store.create(new.run, new.steps, events=new.events, alerts=new.alerts)
+    count_started(deps, new)
+    return created
+
+
+def new_run(
+    deps: Deps,
+    alert: Alert | RedactedAlert,
+    *,
+    trigger: str,
+    run_id: str | None,
+    alerts: Sequence[Alert | RedactedAlert],
+    events: Sequence[AuditEntry],
+) -> NewRun:
+    """What `start_run` writes (its arguments are `start_run`'s); nothing is written yet."""
     clean = _redacted(deps, [alert, *alerts])
     first = clean[id(alert)]
     alert, redactions = first.alert, dict(first.redactions)
@@ -76,15 +104,19 @@ async def start_run(
         }
     )
     created_event = {"trigger": trigger, "alert": alert.title, "redactions": redactions or None}
-    created = await deps.store.create(
-        run,
-        [alert_step(alert)],
+    return NewRun(
+        run=run,
+        steps=[alert_step(alert)],
         events=[("created", created_event), *flag_events(found), *events],
         alerts=[clean[id(a)].alert for a in alerts],
+        flags=found,
     )
-    deps.metrics.runs_started.labels(trigger).inc()
-    count_flags(deps.metrics, found)
-    return created
+
+
+def count_started(deps: Deps, new: NewRun) -> None:
+    """Count a run that `new_run` described, now created."""
+    deps.metrics.runs_started.labels(new.run.trigger).inc()
+    count_flags(deps.metrics, new.flags)
 
 
 def _redacted(deps: Deps, alerts: Sequence[Alert | RedactedAlert]) -> dict[int, RedactedAlert]:

@@ -82,31 +82,63 @@ end
 return {version + 1, was}
 """
 
-# Creates a run, with its first audit events and its group's first alerts, in one call.
-# KEYS: run hash, transcript, audit, alert hash, alert log.  ARGV: doc, status, updated_at,
-# audit maxlen, n steps, n events, then the steps, (event, at, data) per event and
-# (fingerprint, status, alert JSON) per alert.
+# Creates a run, with its first audit events and its group's first alerts.
+# KEYS: run hash, transcript, audit, alert hash, alert log.  ARGV from `o + 1`: doc,
+# status, updated_at, audit maxlen, n steps, n events, then the steps, (event, at, data)
+# per event and (fingerprint, status, alert JSON) per alert.
 # Returns the alerts logged, or -1 when the run exists (then nothing is written).
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[1], 'version', 1, 'status', ARGV[2], 'updated_at', ARGV[3])
-local steps, events = tonumber(ARGV[5]), tonumber(ARGV[6])
-if steps > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 7, 6 + steps)) end
-local first = 7 + steps
-for i = first, first + 3 * (events - 1), 3 do
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
-             'event', ARGV[i], 'at', ARGV[i + 1], 'data', ARGV[i + 2])
-end
-local logged = 0
-for i = first + 3 * events, #ARGV, 3 do
-  if redis.call('HGET', KEYS[4], ARGV[i]) ~= ARGV[i + 1] then
-    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-    redis.call('RPUSH', KEYS[5], ARGV[i + 2])
-    logged = logged + 1
+_CREATE_FUNCTION = """
+local function create(o)
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  redis.call('HSET', KEYS[1], 'doc', ARGV[o + 1], 'version', 1, 'status', ARGV[o + 2],
+             'updated_at', ARGV[o + 3])
+  local steps, events = tonumber(ARGV[o + 5]), tonumber(ARGV[o + 6])
+  if steps > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, o + 7, o + 6 + steps)) end
+  local first = o + 7 + steps
+  for i = first, first + 3 * (events - 1), 3 do
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[o + 4], '*',
+               'event', ARGV[i], 'at', ARGV[i + 1], 'data', ARGV[i + 2])
   end
+  local logged = 0
+  for i = first + 3 * events, #ARGV, 3 do
+    if redis.call('HGET', KEYS[4], ARGV[i]) ~= ARGV[i + 1] then
+      redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+      redis.call('RPUSH', KEYS[5], ARGV[i + 2])
+      logged = logged + 1
+    end
+  end
+  return logged
 end
-return logged
 """
+_CREATE = _CREATE_FUNCTION + "return create(0)"
+
+# Claims a free alert group for a new run, lists the run, creates it (as `_CREATE`) and
+# queues it, all in one call: on a single server only (the keys are on many hash slots).
+# Claimed and listed first, as the three round trips of a cluster do it: a write the
+# server refuses part-way (a script is not rolled back) leaves a claimed, listed run
+# that the sender's retry and the sweeper repair, never an unlisted one.
+# KEYS: `_CREATE`'s five, then the group's dedup key, runs:all, runs:active, the work
+# stream.  ARGV: run id, dedup ttl seconds, now (epoch seconds), the runs:all trim score,
+# n, the n arguments of the queue's XADD after its key, then `_CREATE`'s arguments.
+# Returns {1} when created; {0, run id} when the group has a run, {-1} when the run
+# exists (in both, nothing is written).
+_CLAIM_CREATE = (
+    _CREATE_FUNCTION
+    + """
+local current = redis.call('GET', KEYS[6])
+if current then return {0, current} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[8], ARGV[3], ARGV[1])
+local n = tonumber(ARGV[5])
+create(5 + n)
+redis.call('XADD', KEYS[9], unpack(ARGV, 6, 5 + n))
+redis.call('HSET', KEYS[1], 'enqueued', 1)
+return {1}
+"""
+)
 
 # Takes the lease and reads the run for the drive that takes it, in one call.
 # KEYS: lease, run hash, decisions, transcript.  ARGV: owner, ttl ms, the statuses
@@ -206,6 +238,16 @@ class Written:
         return self.run.status.terminal and not self.was.terminal
 
 
+@dataclass(frozen=True, kw_only=True)
+class GroupClaim:
+    """What `RunStore.create_claimed` claims and queues beside the new run."""
+
+    dedup_key: str  # the alert group's (`bot.dedup`): set to the run's id, with a TTL
+    ttl_seconds: int
+    stream: str  # the work queue's stream, and the arguments of its XADD after the key
+    queue_args: tuple[str, ...]
+
+
 class RunStore(AlertLog):
     """Reads and writes runs in Redis; every write of a run is fenced by lease and version."""
 
@@ -214,6 +256,7 @@ class RunStore(AlertLog):
         self._p = prefix
         self._retention = retention_seconds
         self._create = client.register_script(_CREATE)
+        self._claim_create = client.register_script(_CLAIM_CREATE)
         self._checkpoint = client.register_script(_CHECKPOINT)
         self._take = client.register_script(_TAKE)
         self._renew = client.register_script(_RENEW)
@@ -278,25 +321,45 @@ class RunStore(AlertLog):
         leaves a run the sweeper sees (`queued` without a queue entry: it queues it); a
         listed id whose run was never written is skipped by every reader.
         """
-        created = run.model_copy(update={"version": 1, "steps": len(steps)})
-        args: list[str | int] = [
-            created.model_dump_json(),
-            created.status.value,
-            created.updated_at.isoformat(),
-            AUDIT_MAXLEN,
-            len(steps),
-            len(events),
-            *(s.model_dump_json() for s in steps),
-        ]
-        for event, data in events:
-            args += _audit_fields(event, data).values()
-        for alert in alerts:
-            args += [alert.fingerprint, alert.status, alert.model_dump_json()]
-        base = self.run_key(run.id)
-        keys = [base, f"{base}:transcript", f"{base}:audit", f"{base}:alerts", f"{base}:alert_log"]
-        if int(await self._indexed_then_create(run.id, keys, args)) == -1:
+        created, args = _created(run, steps, events, alerts)
+        if int(await self._indexed_then_create(run.id, self._create_keys(run.id), args)) == -1:
             raise RunExists(f"run {run.id} already exists")
         return created
+
+    async def create_claimed(
+        self,
+        run: Run,
+        steps: Sequence[Step],
+        *,
+        events: Sequence[AuditEntry],
+        alerts: Sequence[Alert],
+        claim: GroupClaim,
+    ) -> Run | str:
+        """`create` for a new alert group's run, which also claims the group and queues
+        the run, all in one script (one round trip, shared with other callers): on a single
+        server only. Returns the run, or the id of the run that already holds the group
+        (then nothing is written). Raises `RunExists` as `create` does."""
+        if self.batches is None:
+            raise StoreError("a group is claimed with its run only on a single server")
+        created, args = _created(run, steps, events, alerts)
+        now = time.time()
+        head = [run.id, claim.ttl_seconds, now, now - self._retention, len(claim.queue_args)]
+        keys = [
+            *self._create_keys(run.id),
+            claim.dedup_key,
+            f"{self._p}runs:all",
+            f"{self._p}runs:active",
+            claim.stream,
+        ]
+        answer = await self.run_script(self._claim_create, keys, [*head, *claim.queue_args, *args])
+        if int(answer[0]) == -1:
+            raise RunExists(f"run {run.id} already exists")
+        return created if int(answer[0]) == 1 else cast(str, answer[1])
+
+    def _create_keys(self, run_id: str) -> list[str]:
+        # The order matters to _CREATE_FUNCTION.
+        base = self.run_key(run_id)
+        return [base, f"{base}:transcript", f"{base}:audit", f"{base}:alerts", f"{base}:alert_log"]
 
     async def _indexed_then_create(
         self, run_id: str, keys: list[str], args: list[str | int]
@@ -618,6 +681,27 @@ class RunStore(AlertLog):
             AuditEvent(id=entry_id, event=fields["event"], data=json.loads(fields["data"]))
             for entry_id, fields in entries
         ]
+
+
+def _created(
+    run: Run, steps: Sequence[Step], events: Sequence[AuditEntry], alerts: Sequence[Alert]
+) -> tuple[Run, list[str | int]]:
+    """A new run as created (version 1), and `_CREATE_FUNCTION`'s arguments for it."""
+    created = run.model_copy(update={"version": 1, "steps": len(steps)})
+    args: list[str | int] = [
+        created.model_dump_json(),
+        created.status.value,
+        created.updated_at.isoformat(),
+        AUDIT_MAXLEN,
+        len(steps),
+        len(events),
+        *(s.model_dump_json() for s in steps),
+    ]
+    for event, data in events:
+        args += _audit_fields(event, data).values()
+    for alert in alerts:
+        args += [alert.fingerprint, alert.status, alert.model_dump_json()]
+    return created, args
 
 
 def _audit_fields(event: str, data: dict[str, Any]) -> dict[str, str]:

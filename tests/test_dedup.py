@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from urllib.parse import urlsplit
 
 import pytest
 
-from bot.dedup import AlertGroups
+from bot.dedup import Admission, AlertGroups
 from bot.deps import Deps, open_deps
 from bot.models import Alert, RunStatus
 from bot.runs import start_run
@@ -207,3 +208,65 @@ async def test_a_group_another_replica_gave_a_new_run_is_admitted_to_that_run(
     repeat = await groups.admit([_pod("a"), _pod("b")])
     assert (repeat.run_id, repeat.outcome) == (again.run_id, "updated")
     assert await deps.store.alert_log(first.run_id) == ended_log
+
+
+async def _commands_sent(redis_url: str, deps: Deps, work: Awaitable[object]) -> list[str]:
+    """The names of the commands the server ran for clients while `work` ran (MONITOR;
+    a script's own commands are not counted: it is one command)."""
+    parts = urlsplit(redis_url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(b"MONITOR\r\n")
+    assert await reader.readline() == b"+OK\r\n"
+    await work
+    await deps.store.redis.echo("commands-sent-end")
+    names: list[str] = []
+    while b"commands-sent-end" not in (line := await reader.readline()):
+        client, _, command = line.decode().partition("] ")
+        if not client.endswith(" lua"):
+            names.append(command.split(" ", 1)[0].strip('"').upper())
+    writer.close()
+    await writer.wait_closed()
+    return names
+
+
+async def test_a_new_group_is_claimed_created_listed_and_queued_in_one_command(
+    groups: AlertGroups, deps: Deps, redis_url: str
+) -> None:
+    admitted: list[Admission] = []
+
+    async def admit() -> None:
+        admitted.append(await groups.admit([_pod("a")]))
+
+    assert await _commands_sent(redis_url, deps, admit()) == ["EVALSHA"]
+    run_id = admitted[0].run_id
+    assert run_id is not None and admitted[0].outcome == "started"
+    assert await deps.store.redis.get(groups.dedup_key("group:crashloop")) == run_id
+    assert [r.id for r in await deps.store.list_runs(active_only=True)] == [run_id]
+    assert await deps.queue.queued_runs() == {run_id}
+    events = [e.event for e in await deps.store.read_audit(run_id)]
+    assert events == ["created", "admitted"]
+    # Marked queued: a repeat adds no entry.
+    assert (await groups.admit([_pod("a")])).outcome == "repeated"
+    assert await deps.queue.depth() == 1
+
+
+async def test_a_group_held_by_a_run_this_replica_never_saw_writes_no_second_run(
+    groups: AlertGroups, deps: Deps
+) -> None:
+    held = await AlertGroups(deps, deps.queue).admit([_pod("a")])  # another replica's
+    admission = await groups.admit([_pod("a"), _pod("b")])
+    assert (admission.run_id, admission.outcome) == (held.run_id, "updated")
+    assert [r.id for r in await deps.store.list_runs()] == [held.run_id]
+    assert await deps.queue.queued_runs() == {held.run_id}
+    assert await deps.queue.depth() == 1
+    keys = {k async for k in deps.store.redis.scan_iter(match="*run:{*")}
+    assert {k.split("{")[1].split("}")[0] for k in keys} == {held.run_id}
+
+
+async def test_a_new_group_is_admitted_after_the_server_lost_its_scripts(
+    groups: AlertGroups, deps: Deps
+) -> None:
+    await deps.store.redis.script_flush()
+    admission = await groups.admit([_pod("a")])
+    assert admission.outcome == "started" and admission.run_id is not None
+    assert await deps.queue.queued_runs() == {admission.run_id}
