@@ -3,7 +3,9 @@
 Audit events about a step (the model call, the tool calls, the proposal) are `note`d and
 written by the step's checkpoint, in its script: no round trip of their own. The events of
 a refused write, or of a drive that ends before its next checkpoint, are appended on
-their own (`flush`), so the audit misses none.
+their own (`flush`), so the audit misses none. So is the deadline of the run's new state,
+when it does not count from the write's own time (`Deadlines.tracking`): scheduled, or an
+ended run's cancelled, only when the write is accepted (`RunStore.write`'s `if_written`).
 """
 
 from __future__ import annotations
@@ -56,9 +58,15 @@ class Checkpointer:
         where Redis allows it (`RunStore.write`); returns their answers too."""
         started = time.perf_counter()
         events = self._noted.pop(run.id, [])
+        tracking = self.deadlines.tracking(run) if self.deadlines is not None else None
         try:
             result = await self.store.write(
-                run, owner=self.owner, steps=steps, events=events, beside=beside
+                run,
+                owner=self.owner,
+                steps=steps,
+                events=events,
+                beside=beside,
+                if_written=tracking or (),
             )
         except StaleWrite:
             log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
@@ -70,13 +78,7 @@ class Checkpointer:
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
         written = result.run
-        if self.deadlines is not None:
-            try:
-                await self.deadlines.track(written)
-            except RedisError as exc:  # the sweeper's repairs schedule a missing deadline
-                log.warning(
-                    "could not schedule the run's deadline: %s", exc, extra={"run_id": run.id}
-                )
+        await self._track(written, sent=tracking is not None, answers=result.if_written)
         if result.ended:
             _observe_end(self.metrics, written)
         if self.memory is not None and written.status.terminal:
@@ -87,6 +89,23 @@ class Checkpointer:
         if self.listener is not None:
             await self.listener(written, steps)
         return written, result.beside
+
+    async def _track(self, run: Run, *, sent: bool, answers: Sequence[Any]) -> None:
+        """Schedule the written run's deadline, unless its write `sent` it (and `answers`
+        tell how that went); a Redis error is logged: the sweeper's repairs schedule a
+        missing deadline."""
+        if self.deadlines is None:
+            return
+        failed = [a for a in answers if isinstance(a, RedisError)]
+        if not sent:
+            try:
+                await self.deadlines.track(run)
+            except RedisError as exc:
+                failed.append(exc)
+        for error in failed:
+            log.warning(
+                "could not schedule the run's deadline: %s", error, extra={"run_id": run.id}
+            )
 
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
         """Append an audit event that names this writer (`owner`)."""

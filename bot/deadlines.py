@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from bot.batching import Command
 from bot.models import Run, RunStatus
 from bot.redis_connection import RedisClient
 
@@ -90,15 +91,34 @@ class Deadlines:
             return False
         return await self.schedule(run.id, due[0], due[1], only_new=only_new)
 
+    def tracking(self, run: Run) -> list[Command] | None:
+        """The commands `track` sends for the run, for a caller that sends them itself
+        (with the run's checkpoint: `RunStore.write`); None when its deadline counts
+        from the checkpoint's own time (a `run` deadline: `updated_at`, set by the write)."""
+        if run.status.terminal:
+            return [self._cancelling(run.id)]
+        due = self.due_at(run)
+        if due is None:
+            return []
+        kind, at = due
+        return None if kind == "run" else [self._scheduling(run.id, kind, at)]
+
     async def schedule(self, run_id: str, kind: Kind, at: float, *, only_new: bool = False) -> bool:
         """Make the run's `kind` deadline fall due at `at` (epoch seconds); True when the
         entry is new."""
-        member = f"{kind}|{run_id}"
-        return bool(await self._redis.zadd(self.key, {member: int(at * 1000)}, nx=only_new))
+        command = self._scheduling(run_id, kind, at, only_new=only_new)
+        return bool(await self._redis.execute_command(*command))
 
     async def cancel(self, run_id: str, *kinds: Kind) -> None:
         """Drop the run's deadlines (all kinds unless named)."""
-        await self._redis.zrem(self.key, *(f"{k}|{run_id}" for k in kinds or KINDS))
+        await self._redis.execute_command(*self._cancelling(run_id, *kinds))
+
+    def _scheduling(self, run_id: str, kind: Kind, at: float, *, only_new: bool = False) -> Command:
+        nx = ("NX",) if only_new else ()
+        return ("ZADD", self.key, *nx, int(at * 1000), f"{kind}|{run_id}")
+
+    def _cancelling(self, run_id: str, *kinds: Kind) -> Command:
+        return ("ZREM", self.key, *(f"{k}|{run_id}" for k in kinds or KINDS))
 
     async def tracked(self, kind: Kind, *, limit: int) -> list[str]:
         """Up to `limit` runs with a `kind` deadline, soonest score first (a claimed entry's

@@ -73,9 +73,11 @@ class RunDriver:
             # not seen.
             run = self.store.parsed(held.taken)
             transcript = held.taken.transcript() if run.status in _INVESTIGATING else None
+            found = run.proposal.id if run.proposal is not None else None
             while True:
                 before = run.status
-                run = await self._step(run, transcript)
+                new = run.proposal is not None and run.proposal.id != found
+                run = await self._step(run, transcript, new_proposal=new)
                 transcript = None  # read once: later steps of the drive read their own
                 if run.status.terminal or run.status == before:
                     held.finished_with = held.taken.decisions
@@ -127,8 +129,11 @@ class RunDriver:
                 )
             )
 
-    async def _step(self, run: Run, transcript: Sequence[Step] | None = None) -> Run:
-        """One state's work; `transcript`: the run's steps, if already read."""
+    async def _step(
+        self, run: Run, transcript: Sequence[Step] | None = None, *, new_proposal: bool = False
+    ) -> Run:
+        """One state's work; `transcript`: the run's steps, if already read; `new_proposal`:
+        the run's proposal was made by this drive (see `_settle_proposal`)."""
         match run.status:
             case RunStatus.QUEUED | RunStatus.INVESTIGATING:
                 self.metrics.runs.labels("investigating").inc()
@@ -137,7 +142,7 @@ class RunDriver:
                 finally:
                     self.metrics.runs.labels("investigating").dec()
             case RunStatus.AWAITING_APPROVAL:
-                return await self._settle_proposal(run)
+                return await self._settle_proposal(run, new=new_proposal)
             case RunStatus.EXECUTING:
                 return await self.remediator.execute(run)
             case RunStatus.VERIFYING:
@@ -145,8 +150,14 @@ class RunDriver:
             case _:
                 return run
 
-    async def _settle_proposal(self, run: Run) -> Run:
-        """Count the decisions the policy accepts; a forbidden proposal never executes."""
+    async def _settle_proposal(self, run: Run, *, new: bool = False) -> Run:
+        """Count the decisions the policy accepts; a forbidden proposal never executes.
+
+        `new`: the proposal was made by this drive, after it took the lease. While only a
+        decision could settle it, none is read: any recorded on it came after the lease's
+        count (`Taken.decisions`), so the drive's end marks it unseen, and the resume its
+        recording queued (or the sweeper's repair, `bot.drives`) drives the run again.
+        """
         proposal = run.proposal
         assert proposal is not None  # noqa: S101 - awaiting_approval always has one
         now = utcnow()
@@ -163,12 +174,15 @@ class RunDriver:
                     }
                 )
             )
+        in_time = now - proposal.proposed_at < timedelta(seconds=self.approval_timeout_seconds)
+        undecided = not requirement.auto_approved and settle(requirement, []) == "pending"
+        if new and in_time and undecided:
+            return run
         # The policy may approve on its own now (e.g. a freeze ended while the run waited).
         decisions = await approve_by_policy(self.store, run, proposal, requirement)
         verdict = settle(requirement, decisions)
         if verdict == "pending":
-            waited = now - proposal.proposed_at
-            if waited < timedelta(seconds=self.approval_timeout_seconds):
+            if in_time:
                 return run
             return await self._expire(run, decisions, requirement)
         counted = [d for d in decisions if counts(requirement, d)]

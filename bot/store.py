@@ -30,7 +30,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from bot.batching import Batches, Command
 from bot.errors import (
@@ -57,9 +57,11 @@ from bot.store_alerts import AlertLog, raise_errors
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), audit maxlen,
-# n steps, n events, then the steps and (event, at, data) per audit event.
-# Returns {new version, status before the write}, or {-1, lease holder} / {-2, version}
-# (then nothing is written).
+# n steps, n events, then the steps, (event, at, data) per audit event and (n, command
+# with its n - 1 arguments) per command to run once written (on one server only: they
+# name keys outside the run's slot).
+# Returns {new version, status before the write, each command's answer or error}, or
+# {-1, lease holder} / {-2, version} (then nothing is written or run).
 _CHECKPOINT = """
 local lease = redis.call('GET', KEYS[3])
 if lease ~= ARGV[1] then return {-1, lease or ''} end
@@ -79,7 +81,15 @@ local ttl = tonumber(ARGV[6])
 if ttl > 0 then
   for i = 1, #KEYS do if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end end
 end
-return {version + 1, was}
+-- pcall: the run is written whatever they answer; an error is their answer.
+local answers = {}
+local at = first + 3 * events
+while at <= #ARGV do
+  local n = tonumber(ARGV[at])
+  table.insert(answers, redis.pcall(unpack(ARGV, at + 1, at + n)))
+  at = at + 1 + n
+end
+return {version + 1, was, unpack(answers)}
 """
 
 # Creates a run, with its first audit events and its group's first alerts.
@@ -226,11 +236,12 @@ class Taken:
 @dataclass(frozen=True, kw_only=True)
 class Written:
     """A checkpoint as written: the run with its new version, its status before, and the
-    answers to the commands sent beside it (`RunStore.write`)."""
+    answers to the commands sent beside it and once it was written (`RunStore.write`)."""
 
     run: Run
     was: RunStatus
     beside: list[Any] = field(default_factory=list)
+    if_written: list[Any] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -438,6 +449,7 @@ class RunStore(AlertLog):
         steps: Sequence[Step] = (),
         events: Sequence[AuditEntry] = (),
         beside: Sequence[Command] = (),
+        if_written: Sequence[Command] = (),
     ) -> Written:
         """`checkpoint`, also telling the status the run had before this write; audit
         `events` are appended by the same script (none when the write is refused).
@@ -447,6 +459,11 @@ class RunStore(AlertLog):
         the script in its pipeline (one round trip) on one server, in a pipeline of their
         own after it on a Redis Cluster. A command's error is its answer; a
         `ScriptCommand` the server did not know is run again on its own.
+
+        `if_written`: plain commands (no scripts) on keys outside the run's hash slot (its
+        deadline), run only when the write is accepted, right after it: by its script on
+        one server, in a pipeline of their own on a Redis Cluster. An error (a failed
+        pipeline: every command's) is its answer, never raised: the run is written.
         """
         updated = run.model_copy(
             update={
@@ -470,15 +487,31 @@ class RunStore(AlertLog):
         ]
         for event, data in events:
             args += _audit_fields(event, data).values()
-        (code, detail), answers = await self._checkpoint_beside(run.id, args, beside)
+        cluster = isinstance(self.redis, RedisCluster)
+        for command in () if cluster else if_written:
+            args += [len(command), *command]
+        (code, detail, *done), answers = await self._checkpoint_beside(run.id, args, beside)
         if int(code) == -1:
             raise StaleWrite(f"run {run.id}: lease is held by {detail!r}, not {owner!r}")
         if int(code) == -2:
             raise StaleWrite(f"run {run.id}: version is {detail}, writer had {run.version}")
+        if cluster and if_written:
+            done = await self._after_write(if_written)
         if updated.status.terminal:
             # The index lives outside the run's hash slot, so it is not in the script.
             await self.redis.zrem(f"{self._p}runs:active", run.id)
-        return Written(run=updated, was=RunStatus(detail), beside=answers)
+        return Written(run=updated, was=RunStatus(detail), beside=answers, if_written=done)
+
+    async def _after_write(self, commands: Sequence[Command]) -> list[Any]:
+        """The answers to `commands`, sent in a pipeline of their own (a cluster's
+        `if_written`); a failed pipeline's error is every command's answer."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute(raise_on_error=False))
+        except RedisError as exc:
+            return [exc] * len(commands)
 
     async def _checkpoint_beside(
         self, run_id: str, args: list[str | int], beside: Sequence[Command]

@@ -3,11 +3,16 @@ keep. A lease held by another owner refuses the drive before anything is read or
 a run that is not there leaves no lease behind; the end of a drive (its `drove` mark and
 the lease given back) happens whole or, on a Redis error, not at all. On one real server
 and on a real Redis Cluster; the Redis error is a real one (an ACL that lets the drive's
-user write everything but its `drove` mark)."""
+user write everything but its `drove` mark).
+
+A drive to a proposal costs one round trip for the proposal's checkpoint (its approval
+deadline rides it) and one after it (the end): the settle of a proposal the drive just
+made reads no decisions, and one recorded meanwhile is driven by the resume it queued.
+Round trips are counted by a TCP relay between the bot and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,25 +23,32 @@ from redis.exceptions import NoPermissionError
 
 from bot.deps import Deps, open_deps
 from bot.errors import LeaseHeld, RunNotFound
-from bot.models import RunStatus
+from bot.models import Decision, Run, RunStatus, Step
+from bot.runs import record_decision, start_run
 from bot.settings import Settings
+from tests.factories import alert, text_step
 from tests.factories import run as new_run
-from tests.factories import text_step
+from tests.trip_relay import TripRelay
+from tools.sandbox import RunningSandbox
 
-pytest_plugins = ("tests.redis_cluster",)
+pytest_plugins = ("tests.redis_cluster", "tests.sandbox_fixtures")
 
 PREFIX = "trips:"
 USER, PASSWORD = "trips-driver", "trips-secret"
 
 
 @asynccontextmanager
-async def _deps(url: str, *, cluster: bool = False) -> AsyncIterator[Deps]:
+async def _deps(
+    url: str, *, cluster: bool = False, sandbox: RunningSandbox | None = None
+) -> AsyncIterator[Deps]:
     values: dict[str, Any] = {
         "REDIS_URL": url,
         "INCIDENT_BOT_KEY_PREFIX": PREFIX,
         "INCIDENT_BOT_REDIS_CLUSTER": cluster,
         "INCIDENT_BOT_WORKERS": 0,
     }
+    if sandbox is not None:
+        values |= {"PROMETHEUS_URL": sandbox.url, "KUBERNETES_URL": sandbox.url}
     async with open_deps(Settings.model_validate(values)) as deps:
         yield deps
 
@@ -118,3 +130,62 @@ async def test_a_refused_end_of_drive_leaves_neither_mark_nor_release(no_mark_ur
         # Not half-done: no mark, and the lease still held (it expires by itself).
         assert not await deps.store.redis.exists(_drove_key(created.id))
         assert await deps.store.lease_holder(created.id) == deps.owner
+
+
+async def test_a_drive_to_a_proposal_takes_one_trip_for_it_and_one_to_end(
+    redis_url: str, sandbox: RunningSandbox
+) -> None:
+    # The runbook planner's drive of the demo's kind of alert (no model): tool rounds,
+    # then the proposal; the relay's count as each checkpoint is listened to.
+    seen: list[tuple[RunStatus, int]] = []
+    async with TripRelay(redis_url).running() as relay, _deps(relay.url, sandbox=sandbox) as deps:
+
+        async def listener(run: Run, _: Sequence[Step]) -> None:
+            seen.append((run.status, relay.trips))
+
+        # A first drive loads the scripts into the fresh server (a trip each, once).
+        await deps.driver().drive((await start_run(deps, alert(severity="critical"))).id)
+        created = await start_run(deps, alert(severity="critical"))
+        started = relay.trips
+        driven = await deps.driver(listener).drive(created.id)
+        ended = relay.trips
+        deadline = await deps.store.redis.zscore(deps.deadlines.key, f"approval|{created.id}")
+        approval_seconds = deps.deadlines.approval_seconds
+    print(f"{ended - started} round trips; at each checkpoint: {seen}")
+    assert driven.status is RunStatus.AWAITING_APPROVAL and driven.proposal is not None
+    [*_, (_, before), (status, proposed)] = seen
+    assert status is RunStatus.AWAITING_APPROVAL
+    # The proposal's checkpoint writes its approval deadline (no ZADD of its own), then
+    # the drive ends (no LRANGE of the decisions none can have recorded yet).
+    assert (proposed - before, ended - proposed) == (1, 1)
+    assert ended - started == 11  # the take, 7 checkpoints, 2 reads of the pause key, the end
+    assert deadline == int((driven.proposal.proposed_at.timestamp() + approval_seconds) * 1000)
+
+
+async def test_a_decision_recorded_as_the_drive_proposes_is_driven_by_its_resume(
+    redis_url: str, sandbox: RunningSandbox
+) -> None:
+    async with _deps(redis_url, sandbox=sandbox) as deps:
+        await deps.queue.ensure_group()
+
+        async def approve_once_proposed(run: Run, _: Sequence[Step]) -> None:
+            # As a Slack click would, the moment the proposal's checkpoint is written.
+            if run.status is RunStatus.AWAITING_APPROVAL and run.proposal is not None:
+                decision = Decision(
+                    run_id=run.id, proposal_id=run.proposal.id, user="U1", verdict="approve"
+                )
+                assert await record_decision(deps, decision)
+
+        created = await start_run(deps, alert(severity="critical"))
+        driven = await deps.driver(approve_once_proposed).drive(created.id)
+        # Not read by this drive: it marked what it began with, and the decision queued
+        # the run's resume (the sweeper would queue it again if that were lost).
+        assert driven.status is RunStatus.AWAITING_APPROVAL and driven.proposal is not None
+        assert await deps.marks.seen(created.id) == 0
+        assert await deps.store.decision_count(created.id) == 1
+        assert created.id in await deps.queue.queued_runs()
+        resumed = await deps.driver().drive(created.id)  # the resume's drive
+        record = await deps.store.action_record(created.id, driven.proposal.id)
+    assert resumed.status is RunStatus.RESOLVED, resumed.outcome
+    assert [d.user for d in resumed.decisions] == ["U1"]
+    assert record is not None and record.state == "succeeded"
