@@ -1,16 +1,23 @@
 """Charts of a signal: a PNG for Slack (matplotlib, Agg) and a sparkline for the terminal.
 
 Rendering is CPU work and matplotlib is slow to import: `render_png` imports it on first
-use, and async callers run it through `asyncio.to_thread`. It uses matplotlib's object
-API (a `Figure` on its own Agg canvas, no pyplot), so renders in threads share no state.
+use. It uses matplotlib's object API (a `Figure` on its own Agg canvas, no pyplot), so
+renders share no state. Async callers render through a `ChildRenderer`, in a process of
+its own: a render holds the GIL for most of its time, and in a thread of the bot's it
+kept the event loop (Slack's acks, the drives) waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import itertools
 import math
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -80,6 +87,45 @@ def render_png(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+class ChildRenderer:
+    """Renders PNGs (`render_png`) one at a time in a child process, started at the first
+    render (spawned: nothing of this process's state is copied into it) and started again
+    after one that died (that render fails: `BrokenProcessPool`)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def render(
+        self,
+        series: Sequence[Line],
+        *,
+        title: str,
+        marks: Sequence[Mark] = (),
+        threshold: float | None = None,
+    ) -> bytes:
+        """`render_png` of the arguments, drawn in the child."""
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        pool = self._pool
+        work = functools.partial(
+            render_png, tuple(series), title=title, marks=tuple(marks), threshold=threshold
+        )
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, work)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def close(self) -> None:
+        """Stop the child (renders still waiting are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def minute_ticks(start: float, end: float) -> list[float]:

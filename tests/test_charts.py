@@ -5,12 +5,25 @@ sparkline, which query a run's signal is, and the sandbox's series of the demo s
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from PIL import Image
 
-from bot.charts import HEIGHT_PX, WIDTH_PX, Line, Mark, minute_ticks, render_png, sparkline
+from bot.charts import (
+    HEIGHT_PX,
+    WIDTH_PX,
+    ChildRenderer,
+    Line,
+    Mark,
+    minute_ticks,
+    render_png,
+    sparkline,
+)
 from bot.demo import demo_alert
 from bot.models import Check, Proposal, Run, utcnow
 from bot.signals import lines_of, signal_of, split_comparison
@@ -120,3 +133,22 @@ async def test_the_sandbox_series_rises_at_the_deploy_and_drops_after_the_rollba
     [after] = await lines_of(run, action_context)
     assert after.points[-1][1] == 0.002 and max(v for _, v in after.points) == 0.12
     assert after.points[-1][0] >= time.time() - 5  # the window ends now: the drop shows
+
+
+async def test_the_child_renderer_draws_apart_and_starts_again_after_its_child_died() -> None:
+    now = time.time()
+    before = set(multiprocessing.active_children())
+    renderer = ChildRenderer()
+    try:
+        png = await renderer.render([_series(now)], title="apart", threshold=0.05)
+        assert {BLUE, RED} <= _colours(png)
+        [child] = set(multiprocessing.active_children()) - before  # drawn in a process
+        assert child.pid != os.getpid()
+        child.kill()  # e.g. the OOM killer
+        child.join(10)
+        with pytest.raises(BrokenProcessPool):
+            await renderer.render([_series(now)], title="died")
+        again = await renderer.render([_series(now)], title="again")
+        assert {BLUE} <= _colours(again)
+    finally:
+        renderer.close()

@@ -2,7 +2,8 @@
 
 `SlackThreads.show` asks for them as it shows a run; each is drawn and uploaded once per
 run (`uploads.py` claims it across replicas) in a background task whose reference is
-kept, and the PNG is rendered in a thread so that the event loop never waits for it.
+kept, and the PNG is rendered in a child process (`ChildRenderer`) so that the event loop
+never waits for it, nor for the GIL it would hold.
 A chart is a help, not a step: a query, render or upload error is logged with the run id
 and counted in `incident_bot_charts_total`, and the run goes on.
 """
@@ -16,7 +17,7 @@ from typing import Literal
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.charts import render_png, shorten
+from bot.charts import ChildRenderer, shorten
 from bot.deps import Deps
 from bot.models import Run, RunStatus
 from bot.signals import SignalChart, chart_of
@@ -41,6 +42,7 @@ class ThreadCharts:
         self._refs = refs
         self._asked: set[tuple[str, ChartName]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._renderer = ChildRenderer()
 
     def request(self, run: Run, channel: str, thread: str, refs: Mapping[str, str]) -> None:
         """Start uploading the charts the run should have by now and does not have yet."""
@@ -59,8 +61,9 @@ class ThreadCharts:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Wait for the uploads under way."""
+        """Wait for the uploads under way, then stop the renderer's child."""
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._renderer.close()
 
     async def _upload_all(
         self, run: Run, names: list[ChartName], channel: str, thread: str
@@ -76,8 +79,7 @@ class ThreadCharts:
             chart = await chart_of(run, self._deps.store, self._deps.action_context)
             if chart is None:
                 return "no_data"
-            png = await asyncio.to_thread(
-                render_png,
+            png = await self._renderer.render(
                 chart.lines,
                 title=shorten(f"{_TITLES[name]}: {chart.signal.query}", 95),
                 marks=chart.marks,
