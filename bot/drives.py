@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from bot.redis_connection import RedisClient
 
-# KEYS: the drove mark, the run's lease.  ARGV: decisions, seconds to keep the mark, owner.
-# The mark is written first: a write refused (out of memory, an ACL) stops the script
-# before the lease is released.
+# KEYS: the drove mark, the run's lease, its decisions.  ARGV: decisions, seconds to keep
+# the mark, owner. The mark is written first: a write refused (out of memory, an ACL)
+# stops the script before the lease is released. Returns the decisions recorded by now.
 _END = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return 1
+return redis.call('LLEN', KEYS[3])
 """
 
 
@@ -37,12 +37,15 @@ class DriveMarks:
     def _key(self, run_id: str) -> str:
         return f"{self._p}drove:{{{run_id}}}"
 
-    async def end(self, run_id: str, decisions: int, *, lease_key: str, owner: str) -> None:
+    async def end(
+        self, run_id: str, decisions: int, *, lease_key: str, decisions_key: str, owner: str
+    ) -> int:
         """A drive that began with `decisions` decisions has finished: mark it, then give
         back the run's lease (at `lease_key`) if `owner` holds it, in one script: both
-        or, on a Redis error, neither."""
-        keys = [self._key(run_id), lease_key]
-        await self._end(keys=keys, args=[decisions, self._retention, owner])
+        or, on a Redis error, neither. Returns the decisions the run has now (in the list
+        at `decisions_key`): more than `decisions` were recorded while it drove."""
+        keys = [self._key(run_id), lease_key, decisions_key]
+        return int(await self._end(keys=keys, args=[decisions, self._retention, owner]))
 
     async def seen(self, run_id: str) -> int:
         """The decisions the run's last finished drive began with (0: never driven)."""

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from bot.approvals import approve_by_policy, assess
 from bot.checkpoints import Checkpointer
 from bot.drives import DriveMarks
+from bot.errors import LeaseHeld
 from bot.investigation import Investigator
 from bot.metrics import Metrics
 from bot.models import Decision, Run, RunStatus, Step, utcnow
@@ -40,10 +41,12 @@ _INVESTIGATING = frozenset({RunStatus.QUEUED, RunStatus.INVESTIGATING})
 @dataclass
 class _Held:
     """A drive's hold on a run: the run as the lease was taken, and the decision count
-    its end marks (`DriveMarks`), set when the drive finished (None: it did not)."""
+    its end marks (`DriveMarks`), set when the drive finished (None: it did not); once
+    the lease is given back, whether decisions were recorded after that count."""
 
     taken: Taken
     finished_with: int | None = None
+    unseen: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,8 +69,21 @@ class RunDriver:
         """Take the lease and move the run as far as it can go now.
 
         Returns the run when it ends or waits for a human; raises `LeaseHeld` when
-        another worker is driving it.
+        another worker is driving it. A decision recorded while it drove, unseen, gets
+        the run driven again at once: that decision's resume may have found the lease
+        held, and would wait for its queue entry's reclaim.
         """
+        run, unseen = await self._drive_once(run_id)
+        while unseen and not run.status.terminal:
+            log.info("decisions came in during the drive: driving again", extra={"run_id": run_id})
+            try:
+                run, unseen = await self._drive_once(run_id)
+            except LeaseHeld:  # its holder reads the decisions
+                break
+        return run
+
+    async def _drive_once(self, run_id: str) -> tuple[Run, bool]:
+        """`drive`, once; and whether decisions came in while it drove."""
         async with self._lease(run_id, transcript_when=_INVESTIGATING) as held:
             # Counted with the lease: a decision recorded during the drive is one it has
             # not seen.
@@ -81,18 +97,29 @@ class RunDriver:
                 transcript = None  # read once: later steps of the drive read their own
                 if run.status.terminal or run.status == before:
                     held.finished_with = held.taken.decisions
-                    return run
+                    break
+        return run, held.unseen
 
     async def settle(self, run_id: str) -> Run:
         """Take the lease and settle the run's proposal once, if it awaits approval: a
         proposal past its approval timeout with no verdict expires. Goes no further (an
-        approved run is left `executing` for a worker); raises `LeaseHeld`."""
+        approved run is left `executing` for a worker); raises `LeaseHeld`. Settled
+        again at once if decisions were recorded meanwhile (as `drive`)."""
+        run, unseen = await self._settle_once(run_id)
+        while unseen and not run.status.terminal:
+            try:
+                run, unseen = await self._settle_once(run_id)
+            except LeaseHeld:
+                break
+        return run
+
+    async def _settle_once(self, run_id: str) -> tuple[Run, bool]:
         async with self._lease(run_id) as held:
             run = self.store.parsed(held.taken)
             if run.status is RunStatus.AWAITING_APPROVAL:
                 run = await self._settle_proposal(run)
             held.finished_with = held.taken.decisions
-            return run
+        return run, held.unseen
 
     async def stop_overdue(self, run_id: str) -> Run:
         """Take the lease and end an `executing` or `verifying` run past its deadline
@@ -271,12 +298,14 @@ class RunDriver:
                     extra={"run_id": run_id},
                 )
             if held.finished_with is not None:
-                await self.marks.end(
+                recorded = await self.marks.end(
                     run_id,
                     held.finished_with,
                     lease_key=self.store.lease_key(run_id),
+                    decisions_key=self.store.decisions_key(run_id),
                     owner=owner,
                 )
+                held.unseen = recorded > held.finished_with
             else:
                 await self._release(run_id, owner)
 

@@ -295,6 +295,10 @@ class RunStore(AlertLog):
         """The key of a run's lease (its owner token, with a TTL)."""
         return self._lease_key(run_id)
 
+    def decisions_key(self, run_id: str) -> str:
+        """The key of a run's decisions (a list of Decision JSON)."""
+        return self._decisions_key(run_id)
+
     def _lease_key(self, run_id: str) -> str:
         return f"{self._p}lease:{{{run_id}}}"
 

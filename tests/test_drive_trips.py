@@ -7,7 +7,7 @@ user write everything but its `drove` mark).
 
 A drive to a proposal costs one round trip for the proposal's checkpoint (its approval
 deadline rides it) and one after it (the end): the settle of a proposal the drive just
-made reads no decisions, and one recorded meanwhile is driven by the resume it queued.
+made reads no decisions, and one recorded meanwhile gets the run driven again at once.
 Round trips are counted by a TCP relay between the bot and Redis."""
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ async def test_a_drive_to_a_proposal_takes_one_trip_for_it_and_one_to_end(
     assert deadline == int((driven.proposal.proposed_at.timestamp() + approval_seconds) * 1000)
 
 
-async def test_a_decision_recorded_as_the_drive_proposes_is_driven_by_its_resume(
+async def test_a_decision_recorded_as_the_drive_proposes_is_driven_before_it_returns(
     redis_url: str, sandbox: RunningSandbox
 ) -> None:
     async with _deps(redis_url, sandbox=sandbox) as deps:
@@ -178,14 +178,15 @@ async def test_a_decision_recorded_as_the_drive_proposes_is_driven_by_its_resume
 
         created = await start_run(deps, alert(severity="critical"))
         driven = await deps.driver(approve_once_proposed).drive(created.id)
-        # Not read by this drive: it marked what it began with, and the decision queued
-        # the run's resume (the sweeper would queue it again if that were lost).
-        assert driven.status is RunStatus.AWAITING_APPROVAL and driven.proposal is not None
-        assert await deps.marks.seen(created.id) == 0
-        assert await deps.store.decision_count(created.id) == 1
-        assert created.id in await deps.queue.queued_runs()
-        resumed = await deps.driver().drive(created.id)  # the resume's drive
+        # Not read by the drive that proposed: its end found a decision it began without,
+        # and drove the run again at once (the decision's resume, which may have found
+        # the lease held, would have waited for its entry's reclaim).
+        assert driven.status is RunStatus.RESOLVED, driven.outcome
+        assert driven.proposal is not None
+        assert await deps.marks.seen(created.id) == 1
+        assert created.id in await deps.queue.queued_runs()  # the resume: a no-op now
+        again = await deps.driver().drive(created.id)
         record = await deps.store.action_record(created.id, driven.proposal.id)
-    assert resumed.status is RunStatus.RESOLVED, resumed.outcome
-    assert [d.user for d in resumed.decisions] == ["U1"]
+    assert again.status is RunStatus.RESOLVED and again.version == driven.version
+    assert [d.user for d in driven.decisions] == ["U1"]
     assert record is not None and record.state == "succeeded"
