@@ -7,7 +7,10 @@ slot first; when the slots are full the entry goes back to the end of the queue.
 
 Resumes come first: every worker looks at the resume stream before it waits for a start,
 and the pool's resume workers take nothing but resumes, so a decision is driven at once
-even while every other worker is on a long investigation. A resume needs no slot.
+even while every other worker is on a long investigation. A resume needs no slot, and is
+driven beside the worker that read it (up to `RESUME_DRIVES` at once), which goes back to
+reading: a resume's drive runs the action and then verifies it, for up to
+`INCIDENT_BOT_VERIFY_TIMEOUT`, and the decisions queued behind it must not wait for that.
 
 A drive that raises leaves its entry pending, to be reclaimed after the reclaim delay;
 at the `PARK_AFTER_DELIVERIES`th delivery the entry is parked instead (`bot.parking`).
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _NEEDS_SLOT = {RunStatus.QUEUED, RunStatus.INVESTIGATING}
 HEARTBEAT_SECONDS = 5.0
+RESUME_DRIVES = 64  # resumes a replica drives at once; then the reading worker waits
 PAUSED_POLL_SECONDS = 0.5  # how often a paused worker looks whether the pause ended
 
 
@@ -75,6 +80,8 @@ class WorkerPool:
         self._pause = deps.pause
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._resumes: set[asyncio.Task[None]] = set()  # drives beside the workers
+        self._resume_places = asyncio.Semaphore(RESUME_DRIVES)
         self.busy = 0
 
     @property
@@ -103,10 +110,11 @@ class WorkerPool:
         self._stopping.set()
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        until = time.monotonic() + grace_seconds
+        await _finish(self._tasks, grace_seconds)
+        # The workers have ended, so no resume starts now: the drives beside them get
+        # what is left of the grace.
+        await _finish(self._resumes, until - time.monotonic())
         await self._queue.forget_worker(self._deps.owner)
 
     async def _beat(self) -> None:
@@ -139,7 +147,10 @@ class WorkerPool:
                     )
                 self._deps.metrics.worker_heartbeat.set(time.time())
                 for entry in entries:
-                    await self._handle(consumer, entry, investigates=not only_resumes)
+                    if entry.stream == self._queue.resume_stream:
+                        await self._resume_beside(consumer, entry, investigates=not only_resumes)
+                    else:
+                        await self._handle(consumer, entry, investigates=not only_resumes)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:  # Redis away for a moment: read again after a pause
@@ -148,6 +159,27 @@ class WorkerPool:
             except Exception:  # the boundary of a worker: log, pause, keep serving
                 log.exception("worker %s failed; retrying", consumer)
                 await asyncio.sleep(1)
+
+    async def _resume_beside(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
+        """Handle a resume entry in a task of its own, once one of `RESUME_DRIVES` places
+        is free (until then the worker waits: back-pressure, the rest stay queued)."""
+        await self._resume_places.acquire()
+        task = asyncio.create_task(
+            self._resume(consumer, entry, investigates=investigates),
+            name=f"{consumer}:resume:{entry.run_id}",
+        )
+        self._resumes.add(task)
+        task.add_done_callback(self._resumes.discard)
+
+    async def _resume(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
+        try:
+            await self._handle(consumer, entry, investigates=investigates)
+        except Exception:  # as a worker's boundary would: the entry stays, to be reclaimed
+            log.exception(
+                "resume failed; its entry is reclaimed later", extra={"run_id": entry.run_id}
+            )
+        finally:
+            self._resume_places.release()
 
     async def _paused(self) -> bool:
         """Whether the bot is paused; if so, after waiting a moment (or until stopped)."""
@@ -253,3 +285,14 @@ class WorkerPool:
                     )
             except RedisError as exc:  # Redis away for a moment: the drive goes on
                 log.warning("could not keep the queue entry: %s", exc, extra={"run_id": run_id})
+
+
+async def _finish(tasks: Iterable[asyncio.Task[None]], seconds: float) -> None:
+    """Let the tasks run for up to `seconds`, then cancel the ones still running."""
+    running = set(tasks)
+    if not running:
+        return
+    _, pending = await asyncio.wait(running, timeout=max(seconds, 0))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

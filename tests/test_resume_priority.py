@@ -137,10 +137,13 @@ async def test_a_busy_replica_drives_a_decision_before_the_starts_queued_ahead_o
     assert run.status is RunStatus.RESOLVED, run.outcome
     audit = await deps.store.read_audit(waiting.id)
     (started,) = [e.id for e in audit if e.event == "action_started"]
-    # Any start the worker handled went back to the queue under a new id: every one of
-    # them was handled after the decision's action had started.
+    # Any start the worker handled went back to the queue under a new id. The resume was
+    # read first, and driven beside the worker, which went on with the starts: at most
+    # the first of them was handled before the decision's action had started (the
+    # worker takes a 0.2 s breath after each start it sends back).
     requeued = [i for i, _ in await _entries(deps.queue, deps.queue.stream) if i not in originals]
-    assert all(_millis(i) >= _millis(started) for i in requeued), (started, requeued)
+    early = [i for i in requeued if _millis(i) < _millis(started)]
+    assert len(early) <= 1, (started, requeued)
     assert len(await _entries(deps.queue, deps.queue.stream)) == FLOOD
 
 
@@ -221,3 +224,51 @@ async def test_a_parked_resume_is_dead_lettered_and_retried_as_a_resume(deps: De
     assert retried.run.status is RunStatus.AWAITING_APPROVAL
     [(_, fields)] = await _entries(deps.queue, deps.queue.resume_stream)
     assert fields == {"run_id": waiting.id, "reason": "resume"}
+
+
+async def _never_recovers(deps: Deps, run: Run) -> Run:
+    """The run with a verify check that no value passes: its verification lasts until
+    `INCIDENT_BOT_VERIFY_TIMEOUT`, polling all the while."""
+    assert run.proposal is not None and run.proposal.verify is not None
+    never = run.proposal.verify.model_copy(update={"op": "<", "threshold": -1.0})
+    proposal = run.proposal.model_copy(update={"verify": never})
+    await deps.store.acquire_lease(run.id, "test", 30)
+    written = await deps.store.checkpoint(
+        run.model_copy(update={"proposal": proposal}), owner="test"
+    )
+    await deps.store.release_lease(run.id, "test")
+    return written
+
+
+async def test_decisions_are_acted_on_while_earlier_actions_are_still_verified(
+    redis_url: str, sandbox: RunningSandbox
+) -> None:
+    env = {
+        "REDIS_URL": redis_url,
+        "PROMETHEUS_URL": sandbox.url,
+        "KUBERNETES_URL": sandbox.url,
+        "INCIDENT_BOT_VERIFY_INTERVAL": 0.05,
+        "INCIDENT_BOT_VERIFY_TIMEOUT": 120,
+    }
+    async with open_deps(Settings.model_validate(env)) as deps:
+        await deps.queue.ensure_group()
+        runs = [await _never_recovers(deps, await _proposed(deps)) for _ in range(3)]
+        # One resume worker and no other: before, it verified the first action for the
+        # whole timeout while the other two decisions waited in the queue.
+        pool = WorkerPool(deps, deps.queue, _limits(workers=0, resume_workers=1))
+        await pool.start()
+        try:
+            for run in runs:
+                await _approve(deps, run)
+
+            async def all_verifying() -> bool | None:
+                states = [(await deps.store.load(r.id)).status for r in runs]
+                return all(s is RunStatus.VERIFYING for s in states) or None
+
+            await eventually(all_verifying, within=20)
+        finally:
+            await pool.stop(grace_seconds=0.5)
+        for run in runs:
+            events = [e.event for e in await deps.store.read_audit(run.id)]
+            assert events.count("action_started") == 1
+            assert await deps.store.lease_holder(run.id) is None  # released at the stop
