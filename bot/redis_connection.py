@@ -26,6 +26,7 @@ the setting is a `ConfigError` naming what to set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -221,7 +222,7 @@ async def _check_mode(url: str, *, cluster: bool) -> None:
     except RedisError:
         return  # unreachable now: readiness says so until it answers
     finally:
-        await probe.aclose()
+        await _close_probe(probe)
     enabled = str(info.get("cluster_enabled", 0)) == "1"
     if enabled and not cluster:
         raise ConfigError(
@@ -234,6 +235,14 @@ async def _check_mode(url: str, *, cluster: bool) -> None:
             "unset INCIDENT_BOT_REDIS_CLUSTER "
             "(or point REDIS_URL at the cluster)"
         )
+
+
+async def _close_probe(probe: redis.Redis) -> None:
+    """Close the probe's connection; a close that redis-py gives up waiting for (its
+    `socket_connect_timeout`, 1 s here, passed while the event loop was busy) is no
+    failure: the socket is closed by then, only the wait for it was cut short."""
+    with contextlib.suppress(RedisError):
+        await probe.aclose()
 
 
 def _shown(url: str) -> str:
