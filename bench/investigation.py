@@ -41,7 +41,6 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from bot.runs import start_run  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from tests.anthropic_server import API_KEY, Exchange, ScriptedAnthropic, message  # noqa: E402
 from tests.servers import redis_server  # noqa: E402
+from tests.trip_relay import TripRelay  # noqa: E402
 from tools.sandbox import load_scenario, run_sandbox  # noqa: E402
 
 RUNS = 3
@@ -67,52 +67,13 @@ PREFIX_TARGET = 0.90
 TRIPS_TARGET = 2.0
 
 
-# -- Redis: a relay that counts round trips, and MONITOR --------------------------------------
-@dataclass
-class Relay:
-    """A TCP relay to Redis counting round trips; `ports` are its connections' own ports."""
-
-    target: int
-    port: int = 0
-    trips: int = 0
-    ports: set[int] = field(default_factory=set)
-
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: list[str], me: str
-    ) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                if me == "client" and state[0] != "client":
-                    self.trips += 1
-                state[0] = me
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target)
-        self.ports.add(server_w.get_extra_info("sockname")[1])
-        state = ["server"]
-        await asyncio.gather(
-            self._pump(client_r, server_w, state, "client"),
-            self._pump(server_r, client_w, state, "server"),
-        )
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Relay]:
-        """Listen on a free port until the block ends."""
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        async with server:
-            yield self
-
-
+# -- Redis: MONITOR (the round trips: `tests.trip_relay`) ----------------------------------
 @dataclass
 class Monitor:
     """Every command the server runs for the relay's connections (MONITOR), by window."""
 
     url: str
-    relay: Relay
+    relay: TripRelay
     seen: list[tuple[str, str]] = field(default_factory=list)  # (marker or "", command)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -265,7 +226,7 @@ class RunFigures:
         return (at[0], between, self.trips - at[-1]) if at else (self.trips, [], 0)
 
 
-def _script(relay: Relay, at_requests: list[int]) -> list[Exchange]:
+def _script(relay: TripRelay, at_requests: list[int]) -> list[Exchange]:
     """The recorded replies; each request notes the relay's trip count as it arrives."""
 
     def note_trips(_: Any) -> None:
@@ -283,13 +244,13 @@ def _script(relay: Relay, at_requests: list[int]) -> list[Exchange]:
 
 
 async def one_run(
-    index: int, url: str, relay: Relay, monitor: Monitor, sandbox_url: str
+    index: int, url: str, relay: TripRelay, monitor: Monitor, sandbox_url: str
 ) -> RunFigures:
     """Drive one demo investigation to its proposal and measure it."""
     at_requests: list[int] = []
     async with ScriptedAnthropic(_script(relay, at_requests)) as claude:
         values: dict[str, Any] = {
-            "REDIS_URL": f"redis://127.0.0.1:{relay.port}/0",
+            "REDIS_URL": relay.url,
             "ANTHROPIC_API_KEY": API_KEY,
             "ANTHROPIC_BASE_URL": claude.url,
             "INCIDENT_BOT_KEY_PREFIX": f"bench:investigation:{index}:",
@@ -379,7 +340,7 @@ def report(index: int, run: RunFigures) -> None:
 
 
 async def _measure(url: str) -> None:
-    relay = Relay(target=int(url.rsplit(":", 1)[1].split("/")[0]))
+    relay = TripRelay(url)
     monitor = Monitor(url=url, relay=relay)
     scenario = load_scenario(DEMO_SCENARIO)
     async with relay.running(), run_sandbox(scenario) as sandbox:

@@ -1,22 +1,25 @@
 """A TCP relay to a Redis server that counts round trips: the bytes a connection sends
-after its last answer are one trip (as `bench/investigation.py` counts them)."""
+after its last answer are one trip (tests and `bench/investigation.py` count them so)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
 @dataclass
 class TripRelay:
-    """Relays to the server at `target` (a redis:// URL); `url` is the relay's own."""
+    """Relays to the server at `target` (a redis:// URL); `url` is the relay's own, and
+    `ports` are the local ports of its connections to the server (as the server names its
+    clients, in MONITOR)."""
 
     target: str
     url: str = ""
     trips: int = 0
+    ports: set[int] = field(default_factory=set)
 
     async def _pump(
         self,
@@ -37,6 +40,7 @@ class TripRelay:
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         parts = urlsplit(self.target)
         server_r, server_w = await asyncio.open_connection(parts.hostname, parts.port)
+        self.ports.add(server_w.get_extra_info("sockname")[1])
         last = ["server"]  # who sent the connection's last bytes
         await asyncio.gather(
             self._pump(client_r, server_w, last, "client"),
