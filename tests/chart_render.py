@@ -55,6 +55,18 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return docs
 
 
+def schema_refusal(values: dict[str, Any]) -> str:
+    """The error of a render that the chart's values schema refuses (it must refuse)."""
+    try:
+        render(values)
+    except helm_python.HelmError as refused:
+        text = str(refused)
+    else:
+        raise AssertionError(f"the schema let these values through: {values}")
+    assert "don't meet the specifications of the schema" in text
+    return text
+
+
 def notes(values: dict[str, Any] | None = None) -> str:
     return next(text for path, text in rendered_files(values).items() if path.endswith("NOTES.txt"))
 
