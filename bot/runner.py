@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -73,14 +73,7 @@ class RunDriver:
         the run driven again at once: that decision's resume may have found the lease
         held, and would wait for its queue entry's reclaim.
         """
-        run, unseen = await self._drive_once(run_id)
-        while unseen and not run.status.terminal:
-            log.info("decisions came in during the drive: driving again", extra={"run_id": run_id})
-            try:
-                run, unseen = await self._drive_once(run_id)
-            except LeaseHeld:  # its holder reads the decisions
-                break
-        return run
+        return await self._until_seen(self._drive_once, run_id)
 
     async def _drive_once(self, run_id: str) -> tuple[Run, bool]:
         """`drive`, once; and whether decisions came in while it drove."""
@@ -105,10 +98,19 @@ class RunDriver:
         proposal past its approval timeout with no verdict expires. Goes no further (an
         approved run is left `executing` for a worker); raises `LeaseHeld`. Settled
         again at once if decisions were recorded meanwhile (as `drive`)."""
-        run, unseen = await self._settle_once(run_id)
+        return await self._until_seen(self._settle_once, run_id)
+
+    async def _until_seen(
+        self, once: Callable[[str], Awaitable[tuple[Run, bool]]], run_id: str
+    ) -> Run:
+        """`once(run_id)`, again while each time decisions came in that it did not see
+        (and the run has not ended); the first's `LeaseHeld` is raised, a later one ends
+        it (the lease's holder reads the decisions)."""
+        run, unseen = await once(run_id)
         while unseen and not run.status.terminal:
+            log.info("decisions came in while the run was held: again", extra={"run_id": run_id})
             try:
-                run, unseen = await self._settle_once(run_id)
+                run, unseen = await once(run_id)
             except LeaseHeld:
                 break
         return run
@@ -182,8 +184,8 @@ class RunDriver:
 
         `new`: the proposal was made by this drive, after it took the lease. While only a
         decision could settle it, none is read: any recorded on it came after the lease's
-        count (`Taken.decisions`), so the drive's end marks it unseen, and the resume its
-        recording queued (or the sweeper's repair, `bot.drives`) drives the run again.
+        count (`Taken.decisions`), so the drive's end finds it and `drive` goes again (or,
+        were that lost, the sweeper's repair, `bot.drives`).
         """
         proposal = run.proposal
         assert proposal is not None  # noqa: S101 - awaiting_approval always has one
