@@ -116,9 +116,8 @@ class ChildRenderer:
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, work)
         except BrokenProcessPool:
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
+            if self._pool is pool:  # the next render starts another child
+                self.close()
             raise
 
     def close(self) -> None:
