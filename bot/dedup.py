@@ -145,14 +145,10 @@ class AlertGroups:
         ttl = self._deps.settings.retention_seconds
         for attempt in range(5):  # a concurrent delivery may win a race; then look again
             run_id = new_id("run") if firing and opens_run else ""
-            if run_id and attempt == 0 and self._starts_whole(before_queue):
-                started = await self._start_claimed(key, run_id, firing)
-                if started is not None:
-                    return started
-            claimed = await self._deps.store.run_script(self._claim, [key], [run_id, ttl])
-            current = cast(str, claimed) or None
-            if current is not None and current == run_id:
-                return await self._start(run_id, firing, repaired=False, before_queue=before_queue)
+            claimed = await self._claim_group(key, run_id, firing, before_queue, whole=attempt == 0)
+            if isinstance(claimed, Admission):
+                return claimed
+            current = claimed
             if current is not None:
                 fold = await self._deps.store.fold_alerts(current, alerts)
                 if fold.status is None and opens_run:
@@ -197,16 +193,34 @@ class AlertGroups:
             del self._known[next(iter(self._known))]  # remembered longest ago
         self._known[key] = run_id
 
-    def _starts_whole(self, before_queue: BeforeQueue | None) -> bool:
-        """Whether a new group's run is claimed, created and queued in one script: on a
-        single server, when nothing has to run between its creation and its queueing."""
-        return before_queue is None and self._deps.store.batches is not None
+    async def _claim_group(
+        self,
+        key: str,
+        run_id: str,
+        firing: Sequence[RedactedAlert],
+        before_queue: BeforeQueue | None,
+        *,
+        whole: bool,
+    ) -> Admission | str | None:
+        """Claim the group for `run_id` (unless it is '') and, if that wins, start the run:
+        its admission. Otherwise the id of the run the group has (None: it has none).
+
+        With `whole`, on a single server, and when nothing has to run between the run's
+        creation and its queueing, claiming and starting are one script."""
+        if run_id and whole and before_queue is None and self._deps.store.batches is not None:
+            return await self._start_claimed(key, run_id, firing)
+        ttl = self._deps.settings.retention_seconds
+        claimed = await self._deps.store.run_script(self._claim, [key], [run_id, ttl])
+        current = cast(str, claimed) or None
+        if current is not None and current == run_id:
+            return await self._start(run_id, firing, repaired=False, before_queue=before_queue)
+        return current
 
     async def _start_claimed(
         self, key: str, run_id: str, alerts: Sequence[RedactedAlert]
-    ) -> Admission | None:
+    ) -> Admission | str:
         """Start the group's run as `_start` does, in one script that also claims the
-        group; None (nothing written) when the group has a run: admit it the full way."""
+        group; when the group has a run, nothing is written: that run's id."""
         admitted = ("admitted", {"repaired": False, "alerts": len(alerts)})
         new = new_run(
             self._deps, alerts[0], trigger="alert", run_id=run_id, alerts=alerts, events=[admitted]
@@ -222,7 +236,7 @@ class AlertGroups:
             new.run, new.steps, events=new.events, alerts=new.alerts, claim=claim
         )
         if isinstance(created, str):
-            return None
+            return created
         count_started(self._deps, new)
         return Admission(run_id=run_id, outcome="started")
 
