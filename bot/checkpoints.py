@@ -3,9 +3,10 @@
 Audit events about a step (the model call, the tool calls, the proposal) are `note`d and
 written by the step's checkpoint, in its script: no round trip of their own. The events of
 a refused write, or of a drive that ends before its next checkpoint, are appended on
-their own (`flush`), so the audit misses none. So is the deadline of the run's new state,
-when it does not count from the write's own time (`Deadlines.tracking`): scheduled, or an
-ended run's cancelled, only when the write is accepted (`RunStore.write`'s `if_written`).
+their own (`flush`), so the audit misses none. The deadline of the run's new state rides
+the write too (`Deadlines.tracking`, from the time the write stamps on the run): scheduled,
+or an ended run's cancelled, only when the write is accepted (`RunStore.write`'s
+`if_written`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.deadlines import Deadlines
 from bot.errors import StaleWrite
 from bot.memory import IncidentMemory
 from bot.metrics import Metrics
-from bot.models import ESCALATED_STATES, Run, Step
+from bot.models import ESCALATED_STATES, Run, Step, utcnow
 from bot.store import AuditEntry, RunStore
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class Checkpointer:
         where Redis allows it (`RunStore.write`); returns their answers too."""
         started = time.perf_counter()
         events = self._noted.pop(run.id, [])
-        tracking = self.deadlines.tracking(run) if self.deadlines is not None else None
+        at = utcnow()
+        deadlines = self.deadlines
+        tracking = deadlines.tracking(run, written_at=at) if deadlines is not None else []
         try:
             result = await self.store.write(
                 run,
@@ -66,7 +69,8 @@ class Checkpointer:
                 steps=steps,
                 events=events,
                 beside=beside,
-                if_written=tracking or (),
+                if_written=tracking,
+                written_at=at,
             )
         except StaleWrite:
             log.error("lost the run's lease or version: stopping", extra={"run_id": run.id})
@@ -78,7 +82,7 @@ class Checkpointer:
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
         written = result.run
-        await self._track(written, sent=tracking is not None, answers=result.if_written)
+        _log_unscheduled(run.id, result.if_written)
         if result.ended:
             _observe_end(self.metrics, written)
         if self.memory is not None and written.status.terminal:
@@ -89,23 +93,6 @@ class Checkpointer:
         if self.listener is not None:
             await self.listener(written, steps)
         return written, result.beside
-
-    async def _track(self, run: Run, *, sent: bool, answers: Sequence[Any]) -> None:
-        """Schedule the written run's deadline, unless its write `sent` it (and `answers`
-        tell how that went); a Redis error is logged: the sweeper's repairs schedule a
-        missing deadline."""
-        if self.deadlines is None:
-            return
-        failed = [a for a in answers if isinstance(a, RedisError)]
-        if not sent:
-            try:
-                await self.deadlines.track(run)
-            except RedisError as exc:
-                failed.append(exc)
-        for error in failed:
-            log.warning(
-                "could not schedule the run's deadline: %s", error, extra={"run_id": run.id}
-            )
 
     async def audit(self, run_id: str, event: str, **data: Any) -> None:
         """Append an audit event that names this writer (`owner`)."""
@@ -136,3 +123,10 @@ def _observe_end(metrics: Metrics, run: Run) -> None:
     metrics.run_duration.labels(status).observe(max(seconds, 0.0))
     escalated = run.status in ESCALATED_STATES
     metrics.runs_ended.labels("true" if escalated else "false").inc()
+
+
+def _log_unscheduled(run_id: str, answers: Sequence[Any]) -> None:
+    """Log the deadline commands that failed with the run's write (`answers`: theirs);
+    the sweeper's repairs schedule a missing deadline."""
+    for error in (a for a in answers if isinstance(a, RedisError)):
+        log.warning("could not schedule the run's deadline: %s", error, extra={"run_id": run_id})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, cast
 
 from bot.batching import Command
@@ -69,12 +70,13 @@ class Deadlines:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
 
-    def due_at(self, run: Run) -> tuple[Kind, float] | None:
-        """The deadline the run's state has (kind, epoch seconds), if any."""
+    def due_at(self, run: Run, *, updated_at: datetime | None = None) -> tuple[Kind, float] | None:
+        """The deadline the run's state has (kind, epoch seconds), if any; `updated_at`:
+        the time the run is written at, when that is not yet its own."""
         if run.status is RunStatus.AWAITING_APPROVAL and run.proposal is not None:
             return "approval", run.proposal.proposed_at.timestamp() + self.approval_seconds
         if run.status in (RunStatus.EXECUTING, RunStatus.VERIFYING):
-            return "run", run.updated_at.timestamp() + self.busy_seconds
+            return "run", (updated_at or run.updated_at).timestamp() + self.busy_seconds
         return None
 
     async def track(self, run: Run, *, only_new: bool = False) -> bool:
@@ -91,17 +93,14 @@ class Deadlines:
             return False
         return await self.schedule(run.id, due[0], due[1], only_new=only_new)
 
-    def tracking(self, run: Run) -> list[Command] | None:
-        """The commands `track` sends for the run, for a caller that sends them itself
-        (with the run's checkpoint: `RunStore.write`); None when its deadline counts
-        from the checkpoint's own time (a `run` deadline: `updated_at`, set by the write)."""
+    def tracking(self, run: Run, *, written_at: datetime) -> list[Command]:
+        """The commands `track` sends for the run once it is written with `updated_at`
+        `written_at`, for a caller that sends them itself (with the run's checkpoint:
+        `RunStore.write`)."""
         if run.status.terminal:
             return [self._cancelling(run.id)]
-        due = self.due_at(run)
-        if due is None:
-            return []
-        kind, at = due
-        return None if kind == "run" else [self._scheduling(run.id, kind, at)]
+        due = self.due_at(run, updated_at=written_at)
+        return [] if due is None else [self._scheduling(run.id, *due)]
 
     async def schedule(self, run_id: str, kind: Kind, at: float, *, only_new: bool = False) -> bool:
         """Make the run's `kind` deadline fall due at `at` (epoch seconds); True when the

@@ -21,6 +21,7 @@ so its Lua scripts also work on Redis Cluster):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ from bot.redis_connection import RedisClient
 from bot.script_commands import rerun_lost
 from bot.store_alerts import AlertFold as AlertFold
 from bot.store_alerts import AlertLog, raise_errors
+
+log = logging.getLogger(__name__)
 
 # KEYS: run hash, transcript, lease, audit, decisions.  ARGV: owner, expected version,
 # new doc, status, updated_at, ttl seconds for a finished run (0: keep), audit maxlen,
@@ -454,9 +457,11 @@ class RunStore(AlertLog):
         events: Sequence[AuditEntry] = (),
         beside: Sequence[Command] = (),
         if_written: Sequence[Command] = (),
+        written_at: datetime | None = None,
     ) -> Written:
         """`checkpoint`, also telling the status the run had before this write; audit
-        `events` are appended by the same script (none when the write is refused).
+        `events` are appended by the same script (none when the write is refused). The
+        run's `updated_at` becomes `written_at` (default: now).
 
         `beside`: commands on keys outside the run's hash slot (today's spend, the pause
         key), run whether or not the write is accepted, and not atomically with it: before
@@ -467,13 +472,14 @@ class RunStore(AlertLog):
         `if_written`: plain commands (no scripts) on keys outside the run's hash slot (its
         deadline), run only when the write is accepted, right after it: by its script on
         one server, in a pipeline of their own on a Redis Cluster. An error (a failed
-        pipeline: every command's) is its answer, never raised: the run is written.
+        pipeline: every command's) is its answer, never raised: the run is written. An
+        ended run leaves `runs:active` the same way (an error there is logged).
         """
         updated = run.model_copy(
             update={
                 "version": run.version + 1,
                 "steps": run.steps + len(steps),
-                "updated_at": utcnow(),
+                "updated_at": written_at or utcnow(),
             }
         )
         ttl = self._retention if updated.status.terminal else 0
@@ -491,20 +497,24 @@ class RunStore(AlertLog):
         ]
         for event, data in events:
             args += _audit_fields(event, data).values()
+        # An ended run leaves the index of active runs (outside its slot) with its write.
+        unlisting = [("ZREM", f"{self._p}runs:active", run.id)] if updated.status.terminal else []
+        after = [*if_written, *unlisting]
         cluster = isinstance(self.redis, RedisCluster)
-        for command in () if cluster else if_written:
+        for command in () if cluster else after:
             args += [len(command), *command]
         (code, detail, *done), answers = await self._checkpoint_beside(run.id, args, beside)
         if int(code) == -1:
             raise StaleWrite(f"run {run.id}: lease is held by {detail!r}, not {owner!r}")
         if int(code) == -2:
             raise StaleWrite(f"run {run.id}: version is {detail}, writer had {run.version}")
-        if cluster and if_written:
-            done = await self._after_write(if_written)
-        if updated.status.terminal:
-            # The index lives outside the run's hash slot, so it is not in the script.
-            await self.redis.zrem(f"{self._p}runs:active", run.id)
-        return Written(run=updated, was=RunStatus(detail), beside=answers, if_written=done)
+        if cluster and after:
+            done = await self._after_write(after)
+        for error in (a for a in done[len(if_written) :] if isinstance(a, RedisError)):
+            log.warning("could not unlist the ended run: %s", error, extra={"run_id": run.id})
+        return Written(
+            run=updated, was=RunStatus(detail), beside=answers, if_written=done[: len(if_written)]
+        )
 
     async def _after_write(self, commands: Sequence[Command]) -> list[Any]:
         """The answers to `commands`, sent in a pipeline of their own (a cluster's

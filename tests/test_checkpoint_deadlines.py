@@ -1,10 +1,11 @@
 """A checkpoint schedules the deadline of the run's new state (`Checkpointer.deadlines`),
-the entry `Deadlines.track` computes: a proposal's approval deadline, and an ended run's
-cancel, within the checkpoint's own round trip on one server (its script writes them);
-an `executing` run's, which counts from the write's time, after it. Only an accepted
-write changes the deadlines; a Redis error on them is logged and the run stays written.
-On one real server and on a real Redis Cluster (where they take a round trip of their
-own); the error is a real one (the deadlines key holds a string)."""
+the entry `Deadlines.track` computes: a proposal's approval deadline, an `executing`
+run's (from the time the write stamps on the run) and an ended run's cancel, within the
+checkpoint's own round trip on one server (its script writes them); an ended run leaves
+`runs:active` in that trip too. Only an accepted write changes the deadlines; a Redis
+error on them, or on the index, is logged and the run stays written. On one real server
+and on a real Redis Cluster (where they take a round trip of their own); the error is a
+real one (the key holds a string)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ async def test_a_checkpoint_tracks_the_deadline_of_the_state_it_writes_on_a_clus
     await _deadlines_follow_the_writes(cluster_client)
 
 
-async def test_a_proposal_and_its_deadline_take_one_round_trip(redis_url: str) -> None:
+async def test_each_checkpoint_and_what_rides_it_take_one_round_trip(redis_url: str) -> None:
     async with TripRelay(redis_url).running() as relay:
         client = redis.from_url(relay.url, decode_responses=True)
         try:
@@ -116,18 +117,26 @@ async def test_a_proposal_and_its_deadline_take_one_round_trip(redis_url: str) -
             started = await writer.write(
                 created.model_copy(update={"status": RunStatus.INVESTIGATING})
             )
-            before = relay.trips
-            awaiting = await writer.write(_proposing(started))
-            trips = relay.trips - before
-            before = relay.trips
-            await writer.write(awaiting.model_copy(update={"status": RunStatus.EXPIRED}))
-            ending = relay.trips - before
+            trips: list[int] = []
+
+            async def write(update: Run) -> Run:
+                before = relay.trips
+                written = await writer.write(update)
+                trips.append(relay.trips - before)
+                return written
+
+            awaiting = await write(_proposing(started))
+            executing = await write(awaiting.model_copy(update={"status": RunStatus.EXECUTING}))
+            busy = int((executing.updated_at.timestamp() + BUSY_SECONDS) * 1000)
+            assert (await _entries(deadlines, client))[f"run|{created.id}"] == busy
+            await write(executing.model_copy(update={"status": RunStatus.RESOLVED}))
             assert await _entries(deadlines, client) == {}
+            assert created.id not in await client.zrange("t:runs:active", 0, -1)
         finally:
             await client.aclose()
-    # The proposal's deadline in the script; the expiry's cancel too (the other trip
-    # takes the run off `runs:active`).
-    assert (trips, ending) == (1, 2)
+    # The proposal's deadline in the script; the executing run's, from the time the write
+    # stamps on it; the end's cancel, with the run's removal from `runs:active`.
+    assert trips == [1, 1, 1]
 
 
 async def _a_refused_write_leaves_the_deadlines(client: redis.Redis | RedisCluster) -> None:
@@ -182,3 +191,31 @@ async def test_a_failed_deadline_is_logged_and_the_run_stays_written_on_a_cluste
     cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     await _a_failed_deadline_is_logged(cluster_client, caplog)
+
+
+async def _a_failed_unlisting_is_logged(
+    client: redis.Redis | RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer, _ = _writer(client)
+    created = await writer.store.create(run())
+    await writer.store.acquire_lease(created.id, "me", 30)
+    await client.set("t:runs:active", "not a sorted set")
+    with caplog.at_level(logging.WARNING, logger="bot.store"):
+        ended = await writer.write(created.model_copy(update={"status": RunStatus.CONCLUDED}))
+    stored = await writer.store.load(created.id)
+    assert (stored.version, stored.status) == (ended.version, RunStatus.CONCLUDED)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "could not unlist the ended run" in warnings[0] and "WRONGTYPE" in warnings[0]
+
+
+async def test_a_failed_unlisting_is_logged_and_the_run_stays_written(
+    client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _a_failed_unlisting_is_logged(client, caplog)
+
+
+async def test_a_failed_unlisting_is_logged_and_the_run_stays_written_on_a_cluster(
+    cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _a_failed_unlisting_is_logged(cluster_client, caplog)
