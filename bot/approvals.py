@@ -99,11 +99,18 @@ def _in_group(alert: Alert, found: Mapping[str, Any]) -> bool:
 
 
 async def approve_by_policy(
-    store: RunStore, run: Run, proposal: Proposal, requirement: Requirement
+    store: RunStore,
+    run: Run,
+    proposal: Proposal,
+    requirement: Requirement,
+    recorded: list[Decision] | None = None,
 ) -> list[Decision]:
     """Record the policy's own approval of an auto-approved proposal (once: a proposal it
-    already approved keeps that decision); returns the proposal's decisions."""
-    decisions = await store.decisions(run.id, proposal.id)
+    already approved keeps that decision); returns the proposal's decisions.
+
+    `recorded`: the proposal's decisions as the caller read them with the run's lease
+    (`Taken.decisions_on`); read here when not given."""
+    decisions = recorded if recorded is not None else await store.decisions(run.id, proposal.id)
     if not requirement.auto_approved or any(d.user == AUTO_APPROVER for d in decisions):
         return decisions
     decision = Decision(

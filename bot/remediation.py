@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from bot.approvals import assess
 from bot.checkpoints import Checkpointer
 from bot.metrics import Metrics
-from bot.models import ActionRecord, Check, Proposal, Run, RunStatus, utcnow
+from bot.models import ActionRecord, Check, Decision, Proposal, Run, RunStatus, utcnow
 from bot.pause import PauseSwitch
 from bot.store import RunStore
 from policies.approval import Requirement, Verdict, settle
@@ -67,10 +67,10 @@ class Remediator:
                 RunStatus.FAILED,
                 f"{action.name}: invalid arguments: {describe_validation_error(exc)}",
             )
-        existing = await self.store.action_record(run.id, proposal.id)
+        existing, decisions = await self.store.before_action(run.id, proposal.id)
         if existing is not None:
             return await self._after_existing(run, existing, action, args)
-        stopped = await self._policy_stop(run, proposal, action)
+        stopped = await self._policy_stop(run, proposal, action, decisions)
         if stopped is not None:
             return stopped
         await self._hold(run)
@@ -95,13 +95,22 @@ class Remediator:
         if self.pause is not None:
             await self.pause.check(run.id, "before its action was claimed", self.checkpoints.audit)
 
-    async def _policy_stop(self, run: Run, proposal: Proposal, action: Action) -> Run | None:
+    async def _policy_stop(
+        self,
+        run: Run,
+        proposal: Proposal,
+        action: Action,
+        recorded: list[Decision] | None = None,
+    ) -> Run | None:
         """Ask the policy again just before the action: the run as it stops when the
-        proposal may not run now, None when it may."""
+        proposal may not run now, None when it may. `recorded`: the proposal's decisions,
+        read since the lease was taken (read here if None)."""
         requirement = await assess(
             self.policy, run, proposal, now=utcnow(), alertmanager=self.action_context
         )
-        decisions = await self.store.decisions(run.id, proposal.id)
+        decisions = (
+            recorded if recorded is not None else await self.store.decisions(run.id, proposal.id)
+        )
         verdict = settle(requirement, decisions)
         auto = any(d.user == AUTO_APPROVER for d in decisions)
         if requirement.allowed and verdict == "pending" and auto:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 _RENEW_RETRY_SECONDS = 0.5
 # The states whose drive reads the transcript (the investigation's); taken with the lease.
 _INVESTIGATING = frozenset({RunStatus.QUEUED, RunStatus.INVESTIGATING})
+# The state whose drive reads the decisions (to settle the proposal); taken with the lease.
+_AWAITING = frozenset({RunStatus.AWAITING_APPROVAL})
 
 
 @dataclass
@@ -77,17 +79,21 @@ class RunDriver:
 
     async def _drive_once(self, run_id: str) -> tuple[Run, bool]:
         """`drive`, once; and whether decisions came in while it drove."""
-        async with self._lease(run_id, transcript_when=_INVESTIGATING) as held:
+        async with self._lease(
+            run_id, transcript_when=_INVESTIGATING, decisions_when=_AWAITING
+        ) as held:
             # Counted with the lease: a decision recorded during the drive is one it has
             # not seen.
             run = self.store.parsed(held.taken)
             transcript = held.taken.transcript() if run.status in _INVESTIGATING else None
             found = run.proposal.id if run.proposal is not None else None
+            decisions = held.taken.decisions_on(found) if found is not None else None
             while True:
                 before = run.status
                 new = run.proposal is not None and run.proposal.id != found
-                run = await self._step(run, transcript, new_proposal=new)
-                transcript = None  # read once: later steps of the drive read their own
+                run = await self._step(run, transcript, decisions, new_proposal=new)
+                # Read once: later steps of the drive read their own.
+                transcript, decisions = None, None
                 if run.status.terminal or run.status == before:
                     held.finished_with = held.taken.decisions
                     break
@@ -116,10 +122,11 @@ class RunDriver:
         return run
 
     async def _settle_once(self, run_id: str) -> tuple[Run, bool]:
-        async with self._lease(run_id) as held:
+        async with self._lease(run_id, decisions_when=_AWAITING) as held:
             run = self.store.parsed(held.taken)
-            if run.status is RunStatus.AWAITING_APPROVAL:
-                run = await self._settle_proposal(run)
+            if run.status is RunStatus.AWAITING_APPROVAL and run.proposal is not None:
+                decisions = held.taken.decisions_on(run.proposal.id)
+                run = await self._settle_proposal(run, decisions)
             held.finished_with = held.taken.decisions
         return run, held.unseen
 
@@ -159,10 +166,16 @@ class RunDriver:
             )
 
     async def _step(
-        self, run: Run, transcript: Sequence[Step] | None = None, *, new_proposal: bool = False
+        self,
+        run: Run,
+        transcript: Sequence[Step] | None = None,
+        decisions: list[Decision] | None = None,
+        *,
+        new_proposal: bool = False,
     ) -> Run:
-        """One state's work; `transcript`: the run's steps, if already read; `new_proposal`:
-        the run's proposal was made by this drive (see `_settle_proposal`)."""
+        """One state's work; `transcript`: the run's steps, `decisions`: its proposal's
+        decisions, if already read; `new_proposal`: the run's proposal was made by this
+        drive (see `_settle_proposal`)."""
         match run.status:
             case RunStatus.QUEUED | RunStatus.INVESTIGATING:
                 self.metrics.runs.labels("investigating").inc()
@@ -171,7 +184,7 @@ class RunDriver:
                 finally:
                     self.metrics.runs.labels("investigating").dec()
             case RunStatus.AWAITING_APPROVAL:
-                return await self._settle_proposal(run, new=new_proposal)
+                return await self._settle_proposal(run, decisions, new=new_proposal)
             case RunStatus.EXECUTING:
                 return await self.remediator.execute(run)
             case RunStatus.VERIFYING:
@@ -179,8 +192,11 @@ class RunDriver:
             case _:
                 return run
 
-    async def _settle_proposal(self, run: Run, *, new: bool = False) -> Run:
+    async def _settle_proposal(
+        self, run: Run, recorded: list[Decision] | None = None, *, new: bool = False
+    ) -> Run:
         """Count the decisions the policy accepts; a forbidden proposal never executes.
+        `recorded`: the proposal's decisions as read with the lease (read here if None).
 
         `new`: the proposal was made by this drive, after it took the lease. While only a
         decision could settle it, none is read: any recorded on it came after the lease's
@@ -208,7 +224,7 @@ class RunDriver:
         if new and in_time and undecided:
             return run
         # The policy may approve on its own now (e.g. a freeze ended while the run waited).
-        decisions = await approve_by_policy(self.store, run, proposal, requirement)
+        decisions = await approve_by_policy(self.store, run, proposal, requirement, recorded)
         verdict = settle(requirement, decisions)
         if verdict == "pending":
             if in_time:
@@ -267,7 +283,11 @@ class RunDriver:
 
     @contextlib.asynccontextmanager
     async def _lease(
-        self, run_id: str, *, transcript_when: frozenset[RunStatus] = frozenset()
+        self,
+        run_id: str,
+        *,
+        transcript_when: frozenset[RunStatus] = frozenset(),
+        decisions_when: frozenset[RunStatus] = frozenset(),
     ) -> AsyncIterator[_Held]:
         """Hold the run's lease while the block runs, renewed in the background; the run
         is read with the lease (`RunStore.take`). When the block ends, a drive that
@@ -277,7 +297,11 @@ class RunDriver:
         owner = self.checkpoints.owner
         asked = time.monotonic()
         taken = await self.store.take(
-            run_id, owner, self.lease_seconds, transcript_when=transcript_when
+            run_id,
+            owner,
+            self.lease_seconds,
+            transcript_when=transcript_when,
+            decisions_when=decisions_when,
         )
         held = _Held(taken=taken)
         renewer = asyncio.create_task(

@@ -155,20 +155,25 @@ return {1}
 
 # Takes the lease and reads the run for the drive that takes it, in one call.
 # KEYS: lease, run hash, decisions, transcript.  ARGV: owner, ttl ms, the statuses
-# (comma-joined) whose drive reads the transcript.
+# (comma-joined) whose drive reads the transcript, the statuses whose drive reads the
+# decisions.
 # Returns {0, lease holder} when the lease is held (then nothing is read or written), else
-# {1, doc or nil, decisions recorded, steps (empty unless the status is one of ARGV[3])}.
+# {1, doc or nil, decisions recorded, steps (empty unless the status is one of ARGV[3]),
+# decisions (nil unless the status is one of ARGV[4])}.
 _TAKE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('GET', KEYS[1]) or ''}
 end
 local doc = redis.call('HGET', KEYS[2], 'doc')
-local status = redis.call('HGET', KEYS[2], 'status') or ''
-local steps = {}
-if doc and string.find(',' .. ARGV[3] .. ',', ',' .. status .. ',', 1, true) then
+local status = ',' .. (redis.call('HGET', KEYS[2], 'status') or '') .. ','
+local steps, decisions = {}, false
+if doc and string.find(',' .. ARGV[3] .. ',', status, 1, true) then
   steps = redis.call('LRANGE', KEYS[4], 0, -1)
 end
-return {1, doc or false, redis.call('LLEN', KEYS[3]), steps}
+if doc and string.find(',' .. ARGV[4] .. ',', status, 1, true) then
+  decisions = redis.call('LRANGE', KEYS[3], 0, -1)
+end
+return {1, doc or false, redis.call('LLEN', KEYS[3]), steps, decisions}
 """
 
 _RENEW = """
@@ -183,10 +188,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: decision guard, decisions list.  ARGV: decision JSON, guard ttl.
-# KEYS: decision guard, decisions list, the proposal's tally.  ARGV: decision JSON, guard
-# ttl, verdict, approvals that settle the proposal (0: no limit; the caller's policy).
-# Returns 1 recorded, 0 this person decided already, -1 the proposal is settled.
+# KEYS: decision guard, decisions list, the proposal's tally, the run's audit.  ARGV:
+# decision JSON, guard ttl, verdict, approvals that settle the proposal (0: no limit; the
+# caller's policy), audit MAXLEN, then the audit event's fields and values.
+# Returns 1 recorded (and its audit event appended), 0 this person decided already, -1 the
+# proposal is settled.
 _DECIDE = """
 local needed = tonumber(ARGV[4])
 if needed > 0 and redis.call('HEXISTS', KEYS[3], 'settled') == 1 then return -1 end
@@ -197,6 +203,7 @@ if ARGV[3] == 'reject' or (needed > 0 and count >= needed) then
   redis.call('HSET', KEYS[3], 'settled', ARGV[3])
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
 return 1
 """
 
@@ -230,10 +237,17 @@ class Taken:
     doc: str | bytes | None  # the run's checkpoint (None: no such run)
     decisions: int  # decisions recorded on the run when the lease was taken
     steps: list[str | bytes]  # the transcript's JSON, when the status asked for it
+    decision_docs: list[str | bytes] | None = None  # the decisions' JSON, when asked for
 
     def transcript(self) -> list[Step]:
         """The transcript read with the lease (parsed here: inside the lease's block)."""
         return [Step.model_validate_json(s) for s in self.steps]
+
+    def decisions_on(self, proposal_id: str) -> list[Decision] | None:
+        """The decisions on the proposal read with the lease, in order (None: not read)."""
+        if self.decision_docs is None:
+            return None
+        return _on_proposal(self.decision_docs, proposal_id)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -589,10 +603,12 @@ class RunStore(AlertLog):
         ttl_seconds: float,
         *,
         transcript_when: Container[RunStatus] = (),
+        decisions_when: Container[RunStatus] = (),
     ) -> Taken:
-        """Take the run's lease and read the run, its decision count and (when its status
-        is in `transcript_when`) its transcript, in one script (the keys share a slot);
-        raise `LeaseHeld`, having read and written nothing, when another owner holds it.
+        """Take the run's lease and read the run, its decision count, (when its status is
+        in `transcript_when`) its transcript and (in `decisions_when`) its decisions, in
+        one script (the keys share a slot); raise `LeaseHeld`, having read and written
+        nothing, when another owner holds it.
 
         Counted with the lease taken: a decision recorded during the drive is one it has
         not seen. Nothing is parsed here, so that whatever is unreadable raises inside
@@ -605,12 +621,21 @@ class RunStore(AlertLog):
             self._decisions_key(run_id),
             self._transcript_key(run_id),
         ]
-        statuses = ",".join(s.value for s in RunStatus if s in transcript_when)
-        answer = await self._take(keys=keys, args=[owner, int(ttl_seconds * 1000), statuses])
+        reads = [
+            ",".join(s.value for s in RunStatus if s in when)
+            for when in (transcript_when, decisions_when)
+        ]
+        answer = await self._take(keys=keys, args=[owner, int(ttl_seconds * 1000), *reads])
         if int(answer[0]) == 0:
             raise LeaseHeld(f"run {run_id} is leased by {answer[1]!r}")
-        _, doc, decisions, steps = answer
-        return Taken(run_id=run_id, doc=doc, decisions=int(decisions), steps=list(steps))
+        _, doc, count, steps, decisions = answer
+        return Taken(
+            run_id=run_id,
+            doc=doc,
+            decisions=int(count),
+            steps=list(steps),
+            decision_docs=None if decisions is None else list(decisions),
+        )
 
     def parsed(self, taken: Taken) -> Run:
         """The run a `take` found; raises `RunNotFound` or `StoreError` (unreadable)."""
@@ -633,7 +658,8 @@ class RunStore(AlertLog):
 
     # -- decisions and actions --------------------------------------------------------
     async def record_decision(self, decision: Decision, *, settles_at: int = 0) -> bool:
-        """Record a decision once per run, proposal and user; False if already recorded.
+        """Record a decision once per run, proposal and user, with its `decision` audit
+        event (one script); False if already recorded.
 
         With `settles_at` (the approvals the policy requires), a proposal that already has
         them, or a rejection, takes no further decisions: raises `ProposalError`.
@@ -641,22 +667,29 @@ class RunStore(AlertLog):
         run_id, proposal_id = decision.run_id, decision.proposal_id
         key = self._decision_key(run_id, proposal_id, decision.user)
         tally = f"{self._p}decision:{{{run_id}}}:{proposal_id}"
+        event = _audit_fields(
+            "decision",
+            {
+                "proposal": decision.proposal_id,
+                "user": decision.user,
+                "verdict": decision.verdict,
+                "reason": decision.reason,
+                "via": decision.via,
+            },
+        )
         recorded = await self._decide(
-            keys=[key, self._decisions_key(run_id), tally],
-            args=[decision.model_dump_json(), self._retention, decision.verdict, settles_at],
+            keys=[key, self._decisions_key(run_id), tally, self._audit_key(run_id)],
+            args=[
+                decision.model_dump_json(),
+                self._retention,
+                decision.verdict,
+                settles_at,
+                AUDIT_MAXLEN,
+                *(item for pair in event.items() for item in pair),
+            ],
         )
         if int(recorded) == -1:
             raise ProposalError(f"proposal {proposal_id} of run {run_id} is already decided")
-        if recorded:
-            await self.audit(
-                decision.run_id,
-                "decision",
-                proposal=decision.proposal_id,
-                user=decision.user,
-                verdict=decision.verdict,
-                reason=decision.reason,
-                via=decision.via,
-            )
         return bool(recorded)
 
     async def decision_count(self, run_id: str) -> int:
@@ -666,8 +699,7 @@ class RunStore(AlertLog):
     async def decisions(self, run_id: str, proposal_id: str) -> list[Decision]:
         """The decisions recorded on one proposal, in order."""
         raw = await self.redis.lrange(self._decisions_key(run_id), 0, -1)
-        found = [Decision.model_validate_json(r) for r in raw]
-        return [d for d in found if d.proposal_id == proposal_id]
+        return _on_proposal(raw, proposal_id)
 
     async def begin_action(self, record: ActionRecord) -> ActionRecord | None:
         """Claim the proposal's action: None if claimed now, else the existing record."""
@@ -688,6 +720,18 @@ class RunStore(AlertLog):
         """The proposal's action record, if the action was ever started."""
         raw = await self.redis.get(self._action_key(run_id, proposal_id))
         return None if raw is None else ActionRecord.model_validate_json(raw)
+
+    async def before_action(
+        self, run_id: str, proposal_id: str
+    ) -> tuple[ActionRecord | None, list[Decision]]:
+        """The proposal's action record (if the action was ever started) and its
+        decisions, in one round trip (their keys share the run's slot)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._action_key(run_id, proposal_id))
+            pipe.lrange(self._decisions_key(run_id), 0, -1)
+            raw, decisions = await pipe.execute()
+        record = None if raw is None else ActionRecord.model_validate_json(raw)
+        return record, _on_proposal(decisions, proposal_id)
 
     async def reopen(self, run: Run) -> None:
         """An ended run goes on (a retry): its keys stop expiring; it is active again."""
@@ -728,6 +772,12 @@ class RunStore(AlertLog):
             AuditEvent(id=entry_id, event=fields["event"], data=json.loads(fields["data"]))
             for entry_id, fields in entries
         ]
+
+
+def _on_proposal(raw: Sequence[str | bytes], proposal_id: str) -> list[Decision]:
+    """The decisions (JSON, as listed) on one proposal, in order."""
+    found = [Decision.model_validate_json(r) for r in raw]
+    return [d for d in found if d.proposal_id == proposal_id]
 
 
 def _created(

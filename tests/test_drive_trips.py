@@ -8,6 +8,8 @@ user write everything but its `drove` mark).
 A drive to a proposal costs one round trip for the proposal's checkpoint (its approval
 deadline rides it) and one after it (the end): the settle of a proposal the drive just
 made reads no decisions, and one recorded meanwhile gets the run driven again at once.
+An approval reaches its action's claim in 3 round trips to record it and 5 to drive it: the
+decisions are read with the lease, and each deadline rides its checkpoint.
 Round trips are counted by a TCP relay between the bot and Redis."""
 
 from __future__ import annotations
@@ -160,6 +162,41 @@ async def test_a_drive_to_a_proposal_takes_one_trip_for_it_and_one_to_end(
     assert (proposed - before, ended - proposed) == (1, 1)
     assert ended - started == 11  # the take, 7 checkpoints, 2 reads of the pause key, the end
     assert deadline == int((driven.proposal.proposed_at.timestamp() + approval_seconds) * 1000)
+
+
+async def test_an_approval_reaches_its_action_in_few_round_trips(
+    redis_url: str, sandbox: RunningSandbox
+) -> None:
+    # A click's record of an approval, then its resume's drive, as the relay counts them.
+    seen: list[tuple[RunStatus, int]] = []
+    async with TripRelay(redis_url).running() as relay, _deps(relay.url, sandbox=sandbox) as deps:
+        await deps.queue.ensure_group()
+        # Both proposed before either acts (the first's rollback ends the errors), and the
+        # first's approval loads the scripts into the fresh server.
+        runs = [await start_run(deps, alert(severity="critical")) for _ in range(2)]
+        for proposed in [await deps.driver().drive(r.id) for r in runs]:
+            assert proposed.proposal is not None
+            decision = Decision(
+                run_id=proposed.id, proposal_id=proposed.proposal.id, user="U1", verdict="approve"
+            )
+            before = relay.trips
+            assert await record_decision(deps, decision)
+            recording = relay.trips - before
+            started = relay.trips
+            seen.clear()
+
+            async def listener(run: Run, _: Sequence[Step], started: int = started) -> None:
+                seen.append((run.status, relay.trips - started))
+
+            driven = await deps.driver(listener).drive(proposed.id)
+    print(f"record: {recording} round trips; the drive's, at each checkpoint: {seen}")
+    assert driven.status is RunStatus.RESOLVED, driven.outcome
+    # The run read, the decision with its audit event (one script), the resume queued.
+    assert recording == 3
+    # The lease taken with the decisions, then the `executing` checkpoint with its deadline.
+    # Then the action's record and the decisions read again (one pipeline), the pause, the
+    # record claimed, its audit event, the record finished, its event, the checkpoint.
+    assert seen[:2] == [(RunStatus.EXECUTING, 2), (RunStatus.VERIFYING, 9)]
 
 
 async def test_a_decision_recorded_as_the_drive_proposes_is_driven_before_it_returns(
