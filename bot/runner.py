@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -67,17 +68,21 @@ class RunDriver:
     policy: Policy
     marks: DriveMarks
 
-    async def drive(self, run_id: str) -> Run:
+    async def drive(self, run_id: str, *, needing_no_slot: bool = False) -> Run:
         """Take the lease and move the run as far as it can go now.
 
         Returns the run when it ends or waits for a human; raises `LeaseHeld` when
         another worker is driving it. A decision recorded while it drove, unseen, gets
         the run driven again at once: that decision's resume may have found the lease
-        held, and would wait for its queue entry's reclaim.
+        held, and would wait for its queue entry's reclaim. `needing_no_slot`: a run
+        that is to be investigated (which takes the worker's slots) is returned as the
+        take read it, not driven.
         """
-        return await self._until_seen(self._drive_once, run_id)
+        return await self._until_seen(
+            functools.partial(self._drive_once, needing_no_slot=needing_no_slot), run_id
+        )
 
-    async def _drive_once(self, run_id: str) -> tuple[Run, bool]:
+    async def _drive_once(self, run_id: str, *, needing_no_slot: bool) -> tuple[Run, bool]:
         """`drive`, once; and whether decisions came in while it drove."""
         async with self._lease(
             run_id, transcript_when=_INVESTIGATING, decisions_when=_AWAITING
@@ -85,6 +90,8 @@ class RunDriver:
             # Counted with the lease: a decision recorded during the drive is one it has
             # not seen.
             run = self.store.parsed(held.taken)
+            if needing_no_slot and run.status in _INVESTIGATING:
+                return run, False  # not driven: the lease is given back, no end marked
             transcript = held.taken.transcript() if run.status in _INVESTIGATING else None
             found = run.proposal.id if run.proposal is not None else None
             decisions = held.taken.decisions_on(found) if found is not None else None

@@ -230,13 +230,42 @@ class WorkerPool:
     async def _drive(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
         """Drive the entry's run as far as it goes now, then acknowledge the entry.
 
-        A run that needs an investigation slot is driven only where `investigates`."""
+        A run that needs an investigation slot is driven only where `investigates`. A
+        resume's run is read by its drive's take (`_drive_resume`); a start's first, for
+        its slots."""
         try:
+            if entry.stream == self._queue.resume_stream:
+                await self._drive_resume(consumer, entry, investigates=investigates)
+                return
             run = await self._deps.store.load(entry.run_id)
         except RunNotFound:
             log.warning("queue entry for a missing run", extra={"run_id": entry.run_id})
             await self._queue.ack(entry)
             return
+        await self._drive_loaded(consumer, entry, run, investigates=investigates)
+
+    async def _drive_resume(self, consumer: str, entry: Entry, *, investigates: bool) -> None:
+        """A resume's run driven at once, read with its lease (a decision's drive to its
+        action reads nothing before it); one that turns out to need an investigation slot
+        (a run queued again) is left as the drive's take found it and goes a start's way."""
+        keeper = asyncio.create_task(self._keep(consumer, entry, entry.run_id, "", False))
+        self.busy += 1
+        try:
+            run = await self._driver.drive(entry.run_id, needing_no_slot=True)
+        finally:
+            self.busy -= 1
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if run.status in _NEEDS_SLOT:
+            await self._drive_loaded(consumer, entry, run, investigates=investigates)
+            return
+        await self._queue.ack(entry)
+
+    async def _drive_loaded(
+        self, consumer: str, entry: Entry, run: Run, *, investigates: bool
+    ) -> None:
+        """`_drive` of the run as read."""
         if run.status.terminal:
             await self._queue.ack(entry)
             return

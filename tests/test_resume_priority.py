@@ -4,6 +4,7 @@ nothing else. Against a real Redis and the sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -173,6 +174,44 @@ async def test_resume_workers_drive_decisions_and_never_take_an_investigation(
     pending = await deps.queue.redis.xpending(deps.queue.stream, GROUP)
     assert pending["pending"] == 0
     assert await _entries(deps.queue, deps.queue.resume_stream) == []
+
+
+async def test_a_resume_worker_reads_the_run_only_with_its_lease(deps: Deps) -> None:
+    # What the pool sends from the decision to the action's claim (MONITOR): the run's
+    # checkpoint is read by the drive's take script, never first by a load of its own.
+    waiting = await _proposed(deps)
+    assert waiting.proposal is not None
+    proposal_id = waiting.proposal.id
+    await _approve(deps, waiting)
+    seen: list[str] = []
+    ready = asyncio.Event()
+
+    async def watch() -> None:
+        async with deps.store.redis.monitor() as monitor:
+            ready.set()
+            while True:
+                info = await monitor.next_command()
+                if info.get("client_type") != "lua":
+                    seen.append(str(info.get("command", "")))
+
+    watcher = asyncio.create_task(watch())
+    await ready.wait()
+    pool = WorkerPool(deps, deps.queue, _limits(workers=0, resume_workers=1))
+    await pool.start()
+    try:
+        # Waited for by its action record (GET) first: the test reads no checkpoint before.
+        await eventually(lambda: deps.store.action_record(waiting.id, proposal_id))
+        run = await eventually(lambda: _ended(deps, waiting.id))
+    finally:
+        await pool.stop(grace_seconds=5)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    assert run.status is RunStatus.RESOLVED, run.outcome
+    action_key = f"action:{{{waiting.id}}}:{proposal_id}"
+    claim = next(i for i, c in enumerate(seen) if c.startswith("SET") and action_key in c)
+    run_key = deps.store.run_key(waiting.id)
+    assert not [c for c in seen[:claim] if c.startswith(f"HGET {run_key} ")]
+    assert any(c.startswith("EVALSHA") and run_key in c for c in seen[:claim])
 
 
 async def test_a_resume_left_by_a_dead_worker_is_reclaimed_and_driven(deps: Deps) -> None:
