@@ -134,13 +134,18 @@ def _redacted(deps: Deps, alerts: Sequence[Alert | RedactedAlert]) -> dict[int, 
     return clean
 
 
-async def record_decision(deps: Deps, decision: Decision, *, settles_at: int = 0) -> bool:
+async def record_decision(
+    deps: Deps, decision: Decision, *, settles_at: int = 0, run: Run | None = None
+) -> bool:
     """Record a human's decision on the run's current proposal; False if already recorded.
 
     `settles_at`: the approvals that decide the proposal; once it has them (or a
     rejection) later decisions raise `ProposalError`, so concurrent clicks record one.
+    `run`: the run as the caller just read it (read here if None); the decision script
+    refuses a proposal decided since.
     """
-    run = await deps.store.load(decision.run_id)
+    if run is None or run.id != decision.run_id:
+        run = await deps.store.load(decision.run_id)
     if run.status is not RunStatus.AWAITING_APPROVAL or run.proposal is None:
         raise ProposalError(f"run {run.id} is {run.status.value}, not awaiting approval")
     if decision.proposal_id != run.proposal.id:

@@ -222,7 +222,7 @@ class Interactions:
         )
         try:
             recorded = await record_decision(
-                deps, decision, settles_at=requirement.required_approvals
+                deps, decision, settles_at=requirement.required_approvals, run=run
             )
         except ProposalError:
             return "This proposal was already decided."
