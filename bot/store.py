@@ -441,6 +441,22 @@ class RunStore(AlertLog):
         """The run's latest checkpoint."""
         return self._parsed(run_id, await self.redis.hget(self.run_key(run_id), "doc"))
 
+    async def read_beside(
+        self, run_id: str, beside: Sequence[Command]
+    ) -> tuple[str | bytes | None, list[Any]]:
+        """The run's latest checkpoint as stored (for `parse_doc`) and the answers to `beside`
+        (plain reads on other slots), in one pipeline: one round trip on one server."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.run_key(run_id), "doc")
+            for command in beside:
+                pipe.execute_command(*command)
+            raw, *answers = await pipe.execute()
+        return raw, answers
+
+    def parse_doc(self, run_id: str, raw: str | bytes | None) -> Run:
+        """The run a `read_beside` read; raises `RunNotFound` or `StoreError` (unreadable)."""
+        return self._parsed(run_id, raw)
+
     def _parsed(self, run_id: str, raw: str | bytes | None) -> Run:
         if raw is None:
             raise RunNotFound(f"no run {run_id!r}")

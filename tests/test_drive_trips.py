@@ -200,6 +200,29 @@ async def test_an_approval_reaches_its_action_in_few_round_trips(
     assert seen[:2] == [(RunStatus.EXECUTING, 2), (RunStatus.VERIFYING, 9)]
 
 
+async def _click_reads(deps: Deps, relay: TripRelay | None = None) -> None:
+    created = await deps.store.create(new_run(), [text_step(0)])
+    before = relay.trips if relay is not None else 0
+    raw, [pause] = await deps.store.read_beside(created.id, [deps.pause.reading()])
+    if relay is not None:
+        assert relay.trips - before == 1
+    assert deps.store.parse_doc(created.id, raw) == created
+    assert await deps.pause.state_of(pause) is None
+    missing, [_] = await deps.store.read_beside("run-nowhere", [deps.pause.reading()])
+    with pytest.raises(RunNotFound):
+        deps.store.parse_doc("run-nowhere", missing)
+
+
+async def test_a_click_reads_the_run_and_the_pause_in_one_round_trip(
+    redis_url: str, cluster_url: str
+) -> None:
+    # What a click's handler reads before it decides (`Interactions.decide`).
+    async with TripRelay(redis_url).running() as relay, _deps(relay.url) as deps:
+        await _click_reads(deps, relay)
+    async with _deps(cluster_url, cluster=True) as deps:  # the pause key is on another slot
+        await _click_reads(deps)
+
+
 async def test_a_decision_recorded_as_the_drive_proposes_is_driven_before_it_returns(
     redis_url: str, sandbox: RunningSandbox
 ) -> None:

@@ -184,11 +184,12 @@ class Interactions:
     ) -> str | None:
         """Check and record one person's decision; returns why it was refused, or None."""
         deps = self._deps
-        paused = await deps.pause.current()
+        raw, [pause] = await deps.store.read_beside(target.run_id, [deps.pause.reading()])
+        paused = await deps.pause.state_of(pause)
         if paused is not None:
             return paused_refusal(paused)
         try:
-            run = await deps.store.load(target.run_id)
+            run = deps.store.parse_doc(target.run_id, raw)
         except RunNotFound:
             return "This run no longer exists."
         proposal = run.proposal
