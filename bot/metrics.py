@@ -203,7 +203,7 @@ class Metrics:
         )
         self.sweeper_actions = Counter(
             "incident_bot_sweeper_actions_total",
-            "What the sweeper did: expired, deadline, requeued, reposted, scheduled.",
+            "What the sweeper did: expired, deadline, requeued, reposted, scheduled, unlisted.",
             ["action"],
             registry=r,
         )

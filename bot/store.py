@@ -749,6 +749,10 @@ class RunStore(AlertLog):
         record = None if raw is None else ActionRecord.model_validate_json(raw)
         return record, _on_proposal(decisions, proposal_id)
 
+    async def unlist(self, run_id: str) -> None:
+        """Take the run off `runs:active` (an ended run its write did not take off)."""
+        await self.redis.zrem(f"{self._p}runs:active", run_id)
+
     async def reopen(self, run: Run) -> None:
         """An ended run goes on (a retry): its keys stop expiring; it is active again."""
         lease = self._lease_key(run.id)

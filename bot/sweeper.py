@@ -15,7 +15,8 @@ Then one replica per interval (a lock that expires) repairs what a crash or a fa
 call can leave behind, over `runs:active`: a run with a decision its last drive did not
 see, or a `queued` or `investigating` run that has no queue entry and no lease, is
 queued again; a Slack root, proposal or closing message never posted (the closing one
-of runs that ended in the last hour too) is posted; a missing deadline is scheduled. A
+of runs that ended in the last hour too) is posted; a missing deadline is scheduled; an
+ended run still listed in `runs:active` is taken off it. A
 repair waits until the run has been still for two intervals, so that it never races the
 normal path. Each action is an audit event
 and counts in `incident_bot_sweeper_actions_total{action}`.
@@ -51,7 +52,7 @@ T = TypeVar("T")
 # Posts a run's Slack messages that were never posted; returns the names it posted.
 Reposter = Callable[[Run], Awaitable[list[str]]]
 
-Action = Literal["expired", "deadline", "requeued", "reposted", "scheduled"]
+Action = Literal["expired", "deadline", "requeued", "reposted", "scheduled", "unlisted"]
 
 CLAIMS_PER_PASS = 50
 ACTIVE_RUNS_SCANNED = 1000
@@ -159,6 +160,8 @@ class Sweeper:
             ended = await self._recently_ended(excluding={run.id for run in runs})
             for run in [*runs, *ended]:
                 self._count(actions, await self._guarded(run.id, self._repair(run, queued)) or [])
+            for run in runs:
+                self._count(actions, await self._guarded(run.id, self._unlist(run)) or [])
         self._deps.metrics.sweeper_last_pass.set(time.time())
         self.last = SweepReport(
             at=utcnow(),
@@ -266,6 +269,15 @@ class Sweeper:
                 await self._audit(run, "slack messages were never posted", messages=posted)
                 done.append("reposted")
         return done
+
+    async def _unlist(self, run: Run) -> list[Action]:
+        """An ended run still in `runs:active` (its write's removal failed: logged then)
+        is taken off it, so that ended runs do not crowd the active ones out of the scan."""
+        if not run.status.terminal or utcnow() - run.updated_at < self._grace:
+            return []
+        await self._deps.store.unlist(run.id)
+        await self._audit(run, "an ended run was still listed as active")
+        return ["unlisted"]
 
     async def _recently_ended(self, *, excluding: set[str]) -> list[Run]:
         """Runs that ended within `ENDED_RUNS_WATCHED`, but for those `excluding` names

@@ -147,6 +147,26 @@ async def test_an_expired_run_releases_its_group_a_concluded_one_does_not(deps: 
     }
 
 
+async def test_an_ended_run_left_listed_as_active_is_unlisted_once(deps: Deps) -> None:
+    created = await start_run(deps, alert(severity="critical"))
+    ended = await _as_dead_driver(deps, created, RunStatus.CONCLUDED)
+    active = f"{deps.settings.key_prefix}runs:active"
+    assert await deps.store.redis.zscore(active, ended.id) is None  # its write unlisted it
+    # As when that removal failed (it is logged, and the run stays written).
+    await deps.store.redis.zadd(active, {ended.id: ended.created_at.timestamp()})
+    sweeper = Sweeper(deps, interval_seconds=0.05)
+
+    async def unlisted() -> bool | None:
+        report = await sweeper.sweep()
+        return True if report.actions.get("unlisted") else None
+
+    await eventually(unlisted)
+    assert await deps.store.redis.zscore(active, ended.id) is None
+    assert "unlisted" not in (await sweeper.sweep()).actions
+    repaired = [e.data for e in await deps.store.read_audit(ended.id) if e.event == "repaired"]
+    assert [r["why"] for r in repaired] == ["an ended run was still listed as active"]
+
+
 async def test_readyz_reports_the_last_pass_and_fails_when_the_sweeper_stops(
     redis_url: str,
 ) -> None:
