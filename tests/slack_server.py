@@ -6,8 +6,9 @@ otherwise), records every call, answers in Slack's shapes, keeps the messages it
 sent (updates apply in place, with their history), validates every message's blocks with
 `slack_sdk.models.blocks` as Slack would (`invalid_blocks`, `msg_too_long`), and can
 answer the next calls of a method with 429 and `Retry-After` (`rate_limit`) or with an
-error (`fail`). Files come through Slack's external upload flow (`slack_files.py`);
-`files(thread_ts)` lists those uploaded into a thread, with their bytes.
+error (`fail`), or keep them waiting until the test lets them through (`hold`). Files
+come through Slack's external upload flow (`slack_files.py`); `files(thread_ts)` lists
+those uploaded into a thread, with their bytes.
 
 Socket Mode: `apps.connections.open` (with the app token) hands out a `ws://` URL on this
 server; `send_envelope(...)` sends an envelope to the connected client and
@@ -127,6 +128,7 @@ class SlackServer:
         self._limits: dict[str, list[int]] = {}
         self._failures: dict[str, list[str]] = {}
         self._failing_text: dict[str, str] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
@@ -169,6 +171,11 @@ class SlackServer:
         `text`, if given) with `{"ok": false, "error": error}`."""
         self._failures[method] = [error] * times
         self._failing_text[method] = text
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Keep every call of `method` unanswered until the returned event is set."""
+        gate = self._held[method] = asyncio.Event()
+        return gate
 
     def response_url(self) -> str:
         """A fresh response URL (as Slack puts in commands and interactions)."""
@@ -227,6 +234,9 @@ class SlackServer:
         if request.headers.get("Authorization") != f"Bearer {expected}":
             await self._record(call)
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        gate = self._held.get(method)
+        if gate is not None:
+            await gate.wait()
         answer = self._answer(method, args)
         await self._record(call)
         return web.json_response(answer)

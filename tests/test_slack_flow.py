@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 from bot.models import RunStatus
+from bot.slack.blocks import status_label
 from bot.store import RunStore
+from tests.processes import eventually
 from tests.slack_helpers import (
     APPROVER,
     OUTSIDER,
@@ -95,6 +97,47 @@ async def test_alert_to_thread_to_approval_to_resolved_in_another_worker(
     assert "approve" not in proposal.action_ids()
     assert any("Resolved" in m.text for m in slack.thread(root.ts)[-2:])
     assert len(slack.roots(SHOP_CHANNEL)) == 1
+
+
+async def test_an_approved_action_starts_while_slack_is_slow_to_show_it(
+    redis_url: str,
+    slack: SlackServer,
+    policy_dir: Path,
+    sandbox: RunningSandbox,
+    store: RunStore,
+) -> None:
+    env = bot_env(redis_url, slack, policy_dir, sandbox)
+    async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
+        run_id = (await bot.alert())["run_id"]
+        proposal = await slack.until(lambda: proposal_in(slack))
+        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        [root] = slack.roots(SHOP_CHANNEL)
+        edits = slack.hold("chat.update")  # Slack takes its time over every edit
+        try:
+            status, _ = await bot.click(slack, proposal, "approve", user=APPROVER)
+            assert status == 200
+            # The rollback runs while the edits that show the run executing still wait.
+            await eventually(lambda: _patched(sandbox), within=10)
+            assert status_label(RunStatus.EXECUTING) not in root.all_text()
+            running = (RunStatus.EXECUTING, RunStatus.VERIFYING)
+            assert (await store.load(run_id)).status in running
+        finally:
+            edits.set()
+        await run_in(store, run_id, RunStatus.RESOLVED, within=60)
+        await slack.until(lambda: "Resolved" in root.all_text())
+    # Shown in order: the root went through executing and verifying to resolved.
+    versions = [*root.history, {"text": root.text, "blocks": root.blocks}]
+    shown = [" ".join(shown_texts(v)) for v in versions]
+    labels = [status_label(s) for s in (RunStatus.EXECUTING, RunStatus.VERIFYING)]
+    labels.append(status_label(RunStatus.RESOLVED))
+    first = [next(i for i, text in enumerate(shown) if label in text) for label in labels]
+    assert first == sorted(first), shown
+    assert labels[-1] in shown[-1]
+    assert await sandbox_patches(sandbox) == 1
+
+
+async def _patched(sandbox: RunningSandbox) -> bool | None:
+    return True if await sandbox_patches(sandbox) >= 1 else None
 
 
 async def test_an_approver_the_policy_does_not_name_is_refused_and_nothing_runs(

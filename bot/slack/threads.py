@@ -5,7 +5,9 @@ in its thread: one progress message (edited, at most once per interval), the fin
 the proposal with its buttons, and the outcome (which pages the route's escalation
 target when the run needs someone). This listener runs after every
 checkpoint of whichever replica drives the run; every message is posted by whoever
-claims it first in Redis (`refs.py`), so a run never gets two of anything.
+claims it first in Redis (`refs.py`), so a run never gets two of anything. A replica
+shows a run's checkpoints in order; the `executing` one's beside the drive, so that an
+approved action never waits for Slack (a slow or failing Slack delays only the messages).
 """
 
 from __future__ import annotations
@@ -56,18 +58,42 @@ class SlackThreads:
         self._similar = SimilarNote(deps, client, refs, self._pacer)
         self._charts = ThreadCharts(deps, client, refs)
         self._pause = deps.pause
+        # Per run: the show of its `executing` checkpoint, while it runs beside the drive.
+        self._showing: dict[str, asyncio.Task[None]] = {}
 
     async def on_checkpoint(self, run: Run, steps: Sequence[Step]) -> None:
-        """Bring the run's Slack messages up to date; a Slack failure never stops the run."""
+        """Bring the run's Slack messages up to date, after those of its earlier
+        checkpoints; a Slack failure never stops the run. An `executing` checkpoint's
+        are brought up to date beside the drive: the action does not wait for them."""
+        before = self._showing.pop(run.id, None)
+        if run.status is not RunStatus.EXECUTING:
+            await self._show_after(before, run, steps)
+            return
+        task = asyncio.create_task(self._show_after(before, run, steps))
+        self._showing[run.id] = task
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+        task.add_done_callback(lambda done: self._forget_showing(run.id, done))
+
+    async def _show_after(
+        self, before: asyncio.Task[None] | None, run: Run, steps: Sequence[Step]
+    ) -> None:
+        """`show`, once the show of an earlier checkpoint (`before`) has ended."""
+        if before is not None:
+            await asyncio.wait([before])  # it logs its own failure
         try:
             await self.show(run, steps)
         except Exception:  # the Slack boundary: log with the run id, keep the run going
             log.exception("slack: could not show the run", extra={"run_id": run.id})
 
+    def _forget_showing(self, run_id: str, done: asyncio.Task[None]) -> None:
+        if self._showing.get(run_id) is done:
+            del self._showing[run_id]
+
     async def close(self) -> None:
-        """Write pending progress edits and notes."""
-        await self._progress.close()
+        """Write pending shows, progress edits and notes."""
         await asyncio.gather(*self._notes, return_exceptions=True)
+        await self._progress.close()
         await self._charts.close()
 
     def on_admitted(self, admission: Admission) -> None:
