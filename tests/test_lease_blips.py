@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -111,16 +111,23 @@ async def _ended(store: RunStore, run_id: str) -> Run | None:
     return loaded if loaded.status.terminal else None
 
 
+@pytest.fixture
+async def client(outage_redis: RedisProcess) -> AsyncIterator[redis.Redis]:
+    """A client of the server that goes down; closed however the test ends."""
+    connection = redis.from_url(outage_redis.url, decode_responses=True)
+    yield connection
+    await connection.aclose()
+
+
 def _lease_key(run_id: str) -> str:
     return f"incident-bot:lease:{{{run_id}}}"
 
 
 @pytest.mark.slow
 async def test_a_run_driven_through_a_redis_restart_finishes_with_its_one_driver(
-    outage_redis: RedisProcess, sandbox: RunningSandbox, tmp_path: Path
+    outage_redis: RedisProcess, client: redis.Redis, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     answer = asyncio.Event()
-    client = redis.from_url(outage_redis.url, decode_responses=True)
     store = RunStore(client, prefix="incident-bot:", retention_seconds=3600)
     async with ScriptedAnthropic(_script(answer)) as claude:
         env = _env(outage_redis.url, sandbox, claude)
@@ -167,15 +174,13 @@ async def test_a_run_driven_through_a_redis_restart_finishes_with_its_one_driver
     owners = {e.data["owner"] for e in await store.read_audit(run.id) if "owner" in e.data}
     assert owners == {driver}
     assert await store.lease_holder(run.id) is None
-    await client.aclose()
 
 
 @pytest.mark.slow
 async def test_a_driver_whose_lease_expired_in_an_outage_stops_at_its_next_write(
-    outage_redis: RedisProcess, sandbox: RunningSandbox, tmp_path: Path
+    outage_redis: RedisProcess, client: redis.Redis, sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     answer = asyncio.Event()
-    client = redis.from_url(outage_redis.url, decode_responses=True)
     store = RunStore(client, prefix="incident-bot:", retention_seconds=3600)
     async with ScriptedAnthropic(_script(answer, redrives=1)) as claude:
         env = _env(outage_redis.url, sandbox, claude)
@@ -213,4 +218,3 @@ async def test_a_driver_whose_lease_expired_in_an_outage_stops_at_its_next_write
     assert "drive_failed" not in events  # a lost lease is not a failed drive
     assert events.count("tool_call") == 1 and events.count("finished") == 1
     assert stale is not None and await store.lease_holder(run.id) is None
-    await client.aclose()
