@@ -60,8 +60,7 @@ class Checkpointer:
         started = time.perf_counter()
         events = self._noted.pop(run.id, [])
         at = utcnow()
-        deadlines = self.deadlines
-        tracking = deadlines.tracking(run, written_at=at) if deadlines is not None else []
+        tracking = self.deadlines.tracking(run, written_at=at) if self.deadlines is not None else []
         try:
             result = await self.store.write(
                 run,

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -248,15 +248,8 @@ class WorkerPool:
         """A resume's run driven at once, read with its lease (a decision's drive to its
         action reads nothing before it); one that turns out to need an investigation slot
         (a run queued again) is left as the drive's take found it and goes a start's way."""
-        keeper = asyncio.create_task(self._keep(consumer, entry, entry.run_id, "", False))
-        self.busy += 1
-        try:
+        async with self._kept(consumer, entry):
             run = await self._driver.drive(entry.run_id, needing_no_slot=True)
-        finally:
-            self.busy -= 1
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
         if run.status in _NEEDS_SLOT:
             await self._drive_loaded(consumer, entry, run, investigates=investigates)
             return
@@ -278,18 +271,29 @@ class WorkerPool:
             await self._queue.ack(entry)
             await asyncio.sleep(0.2)
             return
-        keeper = asyncio.create_task(self._keep(consumer, entry, run.id, service, slotted))
+        try:
+            async with self._kept(consumer, entry, service=service, slotted=slotted):
+                await self._driver.drive(run.id)
+        finally:
+            if slotted:
+                await self._queue.release_slots(run.id, service=service)
+        await self._queue.ack(entry)
+
+    @contextlib.asynccontextmanager
+    async def _kept(
+        self, consumer: str, entry: Entry, *, service: str = "", slotted: bool = False
+    ) -> AsyncIterator[None]:
+        """While the block drives the entry's run: the worker counted busy, the entry (and
+        with `slotted`, the run's slots of `service`) kept by `_keep`."""
+        keeper = asyncio.create_task(self._keep(consumer, entry, entry.run_id, service, slotted))
         self.busy += 1
         try:
-            await self._driver.drive(run.id)
+            yield
         finally:
             self.busy -= 1
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            if slotted:
-                await self._queue.release_slots(run.id, service=service)
-        await self._queue.ack(entry)
 
     async def _take_slots(self, run: Run, service: str) -> bool:
         return await self._queue.take_slots(
