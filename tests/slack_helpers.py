@@ -145,6 +145,15 @@ async def run_in(store: RunStore, run_id: str, *states: RunStatus, within: float
     return await eventually(reached, within=within)
 
 
+async def proposed(bot: SlackBot, slack: SlackServer, store: RunStore) -> tuple[str, Message]:
+    """Post the alert to `bot`; its run's id and proposal message, once the run awaits
+    approval."""
+    run_id: str = (await bot.alert())["run_id"]
+    proposal = await slack.until(lambda: proposal_in(slack))
+    await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+    return run_id, proposal
+
+
 async def sandbox_patches(sandbox: RunningSandbox) -> int:
     """How many times the sandbox's checkout deployment was written."""
     async with aiohttp.ClientSession() as http, http.get(f"{sandbox.url}/sandbox/state") as r:

@@ -28,7 +28,7 @@ from tests.slack_helpers import (
     POLICY,
     SHOP_CHANNEL,
     bot_app,
-    proposal_in,
+    proposed,
     run_in,
 )
 from tests.slack_helpers import bot_env as slack_env
@@ -220,9 +220,7 @@ async def test_the_report_is_uploaded_once_into_the_thread_when_the_run_ends(
 ) -> None:
     env = slack_env(redis_url, slack, policy_dir, sandbox)
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
-        run_id = (await bot.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(bot, slack, store)
         assert reports_in(slack, proposal.thread_ts or "") == []  # not before the run ends
         await bot.click(slack, proposal, "approve", user=APPROVER)
         run = await run_in(store, run_id, RunStatus.RESOLVED, within=60)

@@ -12,7 +12,7 @@ from tests.slack_helpers import (
     SRE_MEMBER,
     bot_app,
     bot_env,
-    proposal_in,
+    proposed,
     run_in,
 )
 from tests.slack_server import SlackServer
@@ -33,9 +33,7 @@ async def test_an_approve_click_whose_group_lookup_fails_tells_the_clicker(
 ) -> None:
     env = bot_env(redis_url, slack, policy_dir, sandbox)
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
-        run_id = (await bot.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(bot, slack, store)
 
         slack.fail("usergroups.list")  # who is in @sre cannot be asked, once
         status, _ = await bot.click(slack, proposal, "approve", user=SRE_MEMBER)

@@ -19,7 +19,7 @@ from tests.slack_helpers import (
     SRE_MEMBER,
     bot_app,
     bot_env,
-    proposal_in,
+    proposed,
     run_in,
     sandbox_patches,
     shown_texts,
@@ -40,9 +40,7 @@ async def test_alert_to_thread_to_approval_to_resolved_in_another_worker(
     env = bot_env(redis_url, slack, policy_dir, sandbox)
     # Replica one investigates the alert, posts the thread and lets go: nothing waits.
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as first:
-        run_id = (await first.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(first, slack, store)
         investigator = first.deps.owner
 
     [root] = slack.roots(SHOP_CHANNEL)
@@ -108,9 +106,7 @@ async def test_an_approved_action_starts_while_slack_is_slow_to_show_it(
 ) -> None:
     env = bot_env(redis_url, slack, policy_dir, sandbox)
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
-        run_id = (await bot.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(bot, slack, store)
         [root] = slack.roots(SHOP_CHANNEL)
         edits = slack.hold("chat.update")  # Slack takes its time over every edit
         try:
@@ -149,9 +145,7 @@ async def test_an_approver_the_policy_does_not_name_is_refused_and_nothing_runs(
 ) -> None:
     env = bot_env(redis_url, slack, policy_dir, sandbox)
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
-        run_id = (await bot.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(bot, slack, store)
 
         status, seconds = await bot.click(slack, proposal, "approve", user=OUTSIDER)
         assert status == 200 and seconds < 1.0
@@ -183,9 +177,7 @@ async def test_a_member_of_an_approver_group_rejects_with_a_reason_from_the_moda
 ) -> None:
     env = bot_env(redis_url, slack, policy_dir, sandbox)
     async with bot_app(env, INCIDENT_BOT_WORKERS="1") as bot:
-        run_id = (await bot.alert())["run_id"]
-        proposal = await slack.until(lambda: proposal_in(slack))
-        await run_in(store, run_id, RunStatus.AWAITING_APPROVAL)
+        run_id, proposal = await proposed(bot, slack, store)
 
         status, _ = await bot.click(slack, proposal, "reject", user=SRE_MEMBER)
         assert status == 200
