@@ -8,13 +8,14 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
 from pydantic import ValidationError
 
 from bot.deps import Deps, open_deps
-from bot.redis_connection import open_redis
+from bot.redis_connection import open_redis, redis_client
 from bot.settings import Settings
 from bot.store import RunStore
 from tests.factories import run as new_run
@@ -127,3 +128,36 @@ async def test_runs_all_keeps_only_the_retention_window(redis_url: str) -> None:
     assert set(await client.zrange(index, 0, -1)) == {"run-recent", created.id}
     assert [r.id for r in await store.list_runs()] == [created.id]
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0", "unix:///tmp/none.sock"]
+)
+def test_connections_pack_commands_with_hiredis_as_redis_py_packs_them(url: str) -> None:
+    client = redis_client(url, Settings())
+    connection = client.connection_pool.make_connection()
+    python = redis.Connection()  # redis-py's asyncio packing: in Python
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "f" * 40, 2, "run:{a}", "dedup:{a}", "x" * 7000, 3, 2.5, "é ünïcode"),
+        ("SET", b"bytes key", b"\x00\xff", "EX", 60),
+        ("CONFIG GET", "maxmemory"),
+    ]
+    assert type(connection).pack_command is not redis.Connection.pack_command
+    for command in commands:
+        assert b"".join(connection.pack_command(*command)) == b"".join(
+            python.pack_command(*command)
+        )
+    assert b"".join(connection.pack_commands(commands)) == b"".join(python.pack_commands(commands))
+
+
+async def test_a_client_round_trips_what_hiredis_packed(redis_url: str) -> None:
+    client = redis_client(redis_url, Settings())
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set("packed", "é " * 5000)
+            pipe.get("packed")
+            _, value = await pipe.execute()
+        assert value == "é " * 5000
+        assert await client.eval("return ARGV[1] .. ARGV[2]", 0, "a", 2) == "a2"
+    finally:
+        await client.aclose()
