@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_origin
 
 from bot import injection
 from bot.metrics import Metrics
 from bot.models import Alert, Flag, Part, Step, TextPart, ToolCallPart
 from tools.digest_cache import DigestCache
-from tools.redaction import merge_counts, redact, redact_value
+from tools.redaction import merge_counts, redact, redact_fields, redact_value
 from tools.toolset import ToolResult
 
 Counts = dict[str, int]
@@ -45,21 +45,48 @@ def redacted(alert: Alert) -> RedactedAlert:
 
 
 def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
-    """The alert with secrets replaced in every text field (labels and annotations too)."""
-    cleaned, counts = _redacted_alert(alert.model_dump_json())
-    if cleaned is None:
+    """The alert with secrets replaced in every text field (labels and annotations too),
+    as `redact_value` replaces them in the alert's JSON document."""
+    update: dict[str, Any] = {}
+    counts: list[Mapping[str, int]] = []
+    for part in _parts(alert):
+        cleaned, found = _redacted_part(json.dumps(part))
+        if cleaned is not None:
+            update.update(json.loads(cleaned))
+            counts.append(dict(found))
+    if not update:
         return alert, {}
-    return Alert.model_validate_json(cleaned), dict(counts)
+    return alert.model_copy(update=update), merge_counts(*counts)
+
+
+# Fields the bot parsed into a literal or a time: they cannot hold a sender's text.
+NOT_TEXT = frozenset({"schema_version", "source", "status", "starts_at", "ends_at"})
+# The alert's text fields in parts, each redacted and remembered on its own: a new group's
+# alerts differ from others in their group key, and their labels and annotations repeat
+# those of other groups often enough to be worth a digest each.
+_MAPPINGS = tuple(
+    name for name, info in Alert.model_fields.items() if get_origin(info.annotation) is dict
+)
+_PARTS: tuple[tuple[str, ...], ...] = (
+    ("group_key",),
+    tuple(n for n in Alert.model_fields if n not in NOT_TEXT | {"group_key", *_MAPPINGS}),
+    *((name,) for name in _MAPPINGS),
+)
+
+
+def _parts(alert: Alert) -> list[dict[str, Any]]:
+    """The alert's text fields, part by part (`_PARTS`)."""
+    return [{name: getattr(alert, name) for name in part} for part in _PARTS]
 
 
 def _redact_document(document: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
-    """One alert document, redacted (None: nothing was)."""
-    cleaned, counts = redact_value(json.loads(document))
+    """Some fields of an alert's document, redacted (None: nothing was)."""
+    cleaned, counts = redact_fields(json.loads(document))
     return (json.dumps(cleaned) if counts else None), tuple(sorted(counts.items()))
 
 
-# Remembered by digest, as a storm repeats the same alerts (never the raw document).
-_redacted_alert = DigestCache(_redact_document, maxsize=4096)
+# Remembered by digest, as alerts repeat their parts (never the raw document).
+_redacted_part = DigestCache(_redact_document, maxsize=4096)
 
 
 def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:

@@ -88,6 +88,23 @@ def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
     looks like a secret on its own. Returns a new value (the input is not changed) and the
     counts by kind.
     """
+    cleaned, counts = _redact_in(value, None)
+    return cleaned, counts
+
+
+def redact_fields(fields: Mapping[str, JsonValue]) -> tuple[dict[str, JsonValue], dict[str, int]]:
+    """`redact_value` of a document's fields, whose names are the caller's own: each value
+    is redacted as it would be under its name, and the names are kept."""
+    cleaned: dict[str, JsonValue] = {}
+    counts: Counter[str] = Counter()
+    for name, value in fields.items():
+        cleaned[name], found = _redact_in(value, name)
+        counts.update(found)
+    return cleaned, dict(counts)
+
+
+def _redact_in(value: JsonValue, name: str | None) -> tuple[JsonValue, dict[str, int]]:
+    """`redact_value` of a value found under `name` (None: at the top of a document)."""
     counts: Counter[str] = Counter()
 
     def text(item: str, name: str | None = None) -> str:
@@ -112,7 +129,7 @@ def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
             }
         return item
 
-    return walk(value), dict(counts)
+    return walk(value, name), dict(counts)
 
 
 def _field_kind(name: str, value: str) -> str | None:
