@@ -37,9 +37,11 @@ def alert_step(alert: Alert) -> Step:
         "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
         "generator_url": alert.generator_url,
     }
+    # Compact JSON: indented, it took the pure-Python encoder (a new group's intake spent
+    # 8 % of its time there) and cost the model a token per indentation.
     text = (
         f"Alert from {alert.source}, group {alert.group_key}:\n"
-        f"{json.dumps(described, indent=2)}\n"
+        f"{json.dumps(described)}\n"
         f"Investigate it now (the time is {utcnow():%Y-%m-%dT%H:%M:%SZ})."
     )
     return Step(index=0, role="user", author="alert", content=[TextPart(text=text)])
