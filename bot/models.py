@@ -6,7 +6,7 @@ Every stored model carries `schema_version`; frozen fixtures of each version liv
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -30,8 +30,8 @@ def utcnow() -> datetime:
 
 
 def new_id(prefix: str) -> str:
-    """A short random id such as `run-3f9c1a2b7d`."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    """A short random id such as `run-3f9c1a2b7d0e`: 48 random bits, as twelve hex digits."""
+    return f"{prefix}-{secrets.token_hex(6)}"
 
 
 class Stored(BaseModel):
