@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_origin
+from typing import Any
 
 from bot import injection
 from bot.metrics import Metrics
@@ -46,37 +46,23 @@ def redacted(alert: Alert) -> RedactedAlert:
 
 def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
     """The alert with secrets replaced in every text field (labels and annotations too),
-    as `redact_value` replaces them in the alert's JSON document."""
-    update: dict[str, Any] = {}
-    counts: list[Mapping[str, int]] = []
-    for part in _parts(alert):
-        cleaned, found = _redacted_part(json.dumps(part))
-        if cleaned is not None:
-            update.update(json.loads(cleaned))
-            counts.append(dict(found))
-    if not update:
+    as `redact_value` replaces them in the alert's JSON document.
+
+    The group key is redacted on its own (a short string: remembered by `redact`), and
+    the other fields together, remembered by their digest: a new group's first alert
+    differs from other groups' in its key, and a storm repeats all of it."""
+    key, in_key = redact_fields({"group_key": alert.group_key})
+    cleaned, in_rest = _redacted_rest(json.dumps({n: getattr(alert, n) for n in _REDACTED}))
+    if not in_key and cleaned is None:
         return alert, {}
-    return alert.model_copy(update=update), merge_counts(*counts)
+    update = {**(key if in_key else {}), **(json.loads(cleaned) if cleaned else {})}
+    return alert.model_copy(update=update), merge_counts(in_key, dict(in_rest))
 
 
 # Fields the bot parsed into a literal or a time: they cannot hold a sender's text.
 NOT_TEXT = frozenset({"schema_version", "source", "status", "starts_at", "ends_at"})
-# The alert's text fields in parts, each redacted and remembered on its own: a new group's
-# alerts differ from others in their group key, and their labels and annotations repeat
-# those of other groups often enough to be worth a digest each.
-_MAPPINGS = tuple(
-    name for name, info in Alert.model_fields.items() if get_origin(info.annotation) is dict
-)
-_PARTS: tuple[tuple[str, ...], ...] = (
-    ("group_key",),
-    tuple(n for n in Alert.model_fields if n not in NOT_TEXT | {"group_key", *_MAPPINGS}),
-    *((name,) for name in _MAPPINGS),
-)
-
-
-def _parts(alert: Alert) -> list[dict[str, Any]]:
-    """The alert's text fields, part by part (`_PARTS`)."""
-    return [{name: getattr(alert, name) for name in part} for part in _PARTS]
+# The fields redacted beside the group key.
+_REDACTED = tuple(n for n in Alert.model_fields if n not in NOT_TEXT | {"group_key"})
 
 
 def _redact_document(document: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
@@ -85,8 +71,8 @@ def _redact_document(document: str) -> tuple[str | None, tuple[tuple[str, int], 
     return (json.dumps(cleaned) if counts else None), tuple(sorted(counts.items()))
 
 
-# Remembered by digest, as alerts repeat their parts (never the raw document).
-_redacted_part = DigestCache(_redact_document, maxsize=4096)
+# Remembered by digest, as alerts repeat them (never the raw document).
+_redacted_rest = DigestCache(_redact_document, maxsize=4096)
 
 
 def redact_result(result: ToolResult) -> tuple[ToolResult, Counts]:

@@ -1,5 +1,5 @@
-"""An alert is redacted part by part (its scalars, then each mapping), exactly as its
-whole JSON document would be: the same text replaced, the same counts."""
+"""An alert is redacted in two parts (its group key, then the other fields), exactly as
+its whole JSON document would be: the same text replaced, the same counts."""
 
 from __future__ import annotations
 
@@ -61,9 +61,10 @@ def test_an_alert_is_redacted_as_its_whole_document_is(leak: dict[str, Any]) -> 
         assert cleaned is alert
 
 
-def test_the_same_parts_redacted_again_give_the_same_alert() -> None:
-    """A part is remembered by its digest: a second alert with the same leaky labels but
-    a new group key gets the same replacements, and counts them again."""
+def test_the_same_fields_redacted_again_give_the_same_alert() -> None:
+    """The fields beside the group key are remembered by their digest: a second alert
+    with the same leaky labels but a new group key gets the same replacements, and
+    counts them again."""
     first = PLAIN.model_copy(update=LEAKY[2])
     second = first.model_copy(update={"group_key": "another group"})
     assert redact_alert(second)[1] == redact_alert(first)[1] != {}
