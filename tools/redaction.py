@@ -88,8 +88,7 @@ def redact_value(value: JsonValue) -> tuple[JsonValue, dict[str, int]]:
     looks like a secret on its own. Returns a new value (the input is not changed) and the
     counts by kind.
     """
-    cleaned, counts = _redact_in(value, None)
-    return cleaned, counts
+    return _redact_in(value, None)
 
 
 def redact_fields(fields: Mapping[str, JsonValue]) -> tuple[dict[str, JsonValue], dict[str, int]]:
