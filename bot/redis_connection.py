@@ -9,8 +9,9 @@ Every client comes from `redis_client`: its connections come from a bounded pool
 waits (`INCIDENT_BOT_REDIS_POOL_TIMEOUT`) for a free connection instead of failing a
 burst, with socket and connect timeouts and a health check of idle connections. They
 pack commands with hiredis, as redis-py's blocking connections do when it is installed;
-its asyncio connections always pack in Python (redis/redis-py#4176), which cost a new
-alert group's intake about 40 µs (the run's creation script has some twenty arguments).
+its asyncio connections always pack in Python (redis/redis-py#4176), which was about 5 %
+of a new alert group's intake (the run's creation script has some twenty arguments;
+hiredis packs it in a third of the time).
 
 The embedded Valkey writes its append-only file with `appendfsync` from
 `INCIDENT_BOT_VALKEY_FSYNC`: `everysec` (default) loses at most about a second of writes
