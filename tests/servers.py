@@ -32,6 +32,19 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_for_unix_socket(path: Path, timeout: float = 10.0) -> None:
+    """Block until something accepts connections on the unix socket, or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {path} after {timeout}s")
+
+
 @contextmanager
 def redis_server(data: Path) -> Iterator[str]:
     """A real server keeping its files in `data`, stopped on exit: redis-server on a free
