@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from bot.redis_connection import open_redis, redis_client
 from bot.settings import Settings
 from bot.store import RunStore
 from tests.factories import run as new_run
-from tests.servers import wait_for_unix_socket
+from tests.servers import redis_server
 
 POOL_SETTINGS = {
     "INCIDENT_BOT_REDIS_MAX_CONNECTIONS": "7",
@@ -168,34 +165,15 @@ async def test_a_client_round_trips_what_hiredis_packed(redis_url: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture
-def unix_redis(tmp_path: Path) -> Iterator[Path]:
-    """A redis-server listening on a unix socket only (`make test` installs it)."""
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed: run `make test`"
-    path = tmp_path / "redis.sock"
-    args = ["--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_unix_socket(path)
-        yield path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-async def test_a_unix_socket_client_round_trips_what_hiredis_packed(unix_redis: Path) -> None:
-    client = redis_client(f"unix://{unix_redis}", Settings())
-    try:
-        assert client.connection_pool.connection_class.__name__ == "_UnixConnection"
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.set("packed", "ü" * 3000)
-            pipe.strlen("packed")
-            _, length = await pipe.execute()
-        assert length == len("ü" * 3000) * 2
-    finally:
-        await client.aclose()
+async def test_a_unix_socket_client_round_trips_what_hiredis_packed(tmp_path: Path) -> None:
+    with redis_server(tmp_path, unix_socket=True) as url:
+        client = redis_client(url, Settings())
+        try:
+            assert client.connection_pool.connection_class.__name__ == "_UnixConnection"
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set("packed", "ü" * 3000)
+                pipe.strlen("packed")
+                _, length = await pipe.execute()
+            assert length == len("ü" * 3000) * 2
+        finally:
+            await client.aclose()
