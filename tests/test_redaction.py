@@ -413,3 +413,14 @@ def test_a_digest_cache_tells_arguments_apart_and_forgets_the_oldest() -> None:
     cache("a", "bc")
     cache("ab", "c")
     assert calls == [("ab", "c"), ("a", "bc"), ("x",), ("ab", "c")]
+
+
+def test_a_digest_cache_remembers_a_computed_none() -> None:
+    calls: list[str] = []
+
+    def nothing(text: str) -> None:
+        calls.append(text)
+
+    cache: DigestCache[None] = DigestCache(nothing, maxsize=4)
+    assert cache("password") is None and cache("password") is None
+    assert calls == ["password"]  # most field names have no kind: None is the usual answer
