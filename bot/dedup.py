@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -96,7 +97,8 @@ class AlertGroups:
         self._swap = deps.store.redis.register_script(_SWAP)
         self._claim = deps.store.redis.register_script(_CLAIM)
         # dedup key -> the run id last seen there: a hint, checked by every repeat check.
-        self._known: dict[str, str] = {}
+        # Ordered: the one remembered longest ago is forgotten in constant time.
+        self._known: OrderedDict[str, str] = OrderedDict()
 
     def dedup_key(self, group_key: str) -> str:
         """The Redis key holding the run id of an alert group."""
@@ -190,7 +192,7 @@ class AlertGroups:
     def _remember(self, key: str, run_id: str) -> None:
         self._known.pop(key, None)
         if len(self._known) >= KNOWN_GROUPS:
-            del self._known[next(iter(self._known))]  # remembered longest ago
+            self._known.popitem(last=False)  # remembered longest ago
         self._known[key] = run_id
 
     async def _claim_group(

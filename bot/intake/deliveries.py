@@ -11,6 +11,7 @@ remembered: each delivery of it is refused anew.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,8 +51,10 @@ class DeliveryCache:
     def __init__(self, *, max_bodies: int = KNOWN_BODIES, max_bytes: int = KNOWN_BYTES) -> None:
         self._max_bodies = max_bodies
         self._max_bytes = max_bytes
-        # key -> (the delivery, the length of its body)
-        self._known: dict[tuple[str, bytes], tuple[CleanDelivery, int]] = {}
+        # key -> (the delivery, the length of its body); ordered, so that the least
+        # recently used is forgotten in constant time (a plain dict's first key is found
+        # by scanning the slots of its earlier deletions).
+        self._known: OrderedDict[tuple[str, bytes], tuple[CleanDelivery, int]] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -60,11 +63,13 @@ class DeliveryCache:
     def delivery(self, source: str, body: bytes, parse: Parse) -> CleanDelivery:
         """The redacted delivery of `body`, parsed with `parse` unless it was before."""
         key = (source, hashlib.sha256(body).digest())
-        known = self._known.pop(key, None)
-        if known is None:
-            known = (_clean(parse(body)), len(body))
-            self._bytes += known[1]
-        self._known[key] = known  # now the most recently used
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)  # now the most recently used
+            return known[0]
+        known = (_clean(parse(body)), len(body))
+        self._known[key] = known
+        self._bytes += known[1]
         self._forget_oldest()
         return known[0]
 
@@ -72,7 +77,7 @@ class DeliveryCache:
         while len(self._known) > self._max_bodies or (
             self._bytes > self._max_bytes and len(self._known) > 1
         ):
-            _, size = self._known.pop(next(iter(self._known)))
+            _, (_, size) = self._known.popitem(last=False)
             self._bytes -= size
 
 
