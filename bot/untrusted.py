@@ -18,7 +18,7 @@ from bot import injection
 from bot.metrics import Metrics
 from bot.models import Alert, Flag, Part, Step, TextPart, ToolCallPart
 from tools.digest_cache import DigestCache
-from tools.redaction import merge_counts, redact, redact_fields, redact_value
+from tools.redaction import merge_counts, redact, redact_fields, redact_named, redact_value
 from tools.toolset import ToolResult
 
 Counts = dict[str, int]
@@ -51,11 +51,11 @@ def redact_alert(alert: Alert) -> tuple[Alert, Counts]:
     The group key is redacted on its own (a short string: remembered by `redact`), and
     the other fields together, remembered by their digest: a new group's first alert
     differs from other groups' in its key, and a storm repeats all of it."""
-    key, in_key = redact_fields({"group_key": alert.group_key})
+    key, in_key = redact_named(alert.group_key, "group_key")
     cleaned, in_rest = _redacted_rest(json.dumps({n: getattr(alert, n) for n in _REDACTED}))
     if not in_key and cleaned is None:
         return alert, {}
-    update = {**(key if in_key else {}), **(json.loads(cleaned) if cleaned else {})}
+    update = {**({"group_key": key} if in_key else {}), **(json.loads(cleaned) if cleaned else {})}
     return alert.model_copy(update=update), merge_counts(in_key, dict(in_rest))
 
 

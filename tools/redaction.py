@@ -102,20 +102,26 @@ def redact_fields(fields: Mapping[str, JsonValue]) -> tuple[dict[str, JsonValue]
     return cleaned, dict(counts)
 
 
+def redact_named(text: str, name: str | None) -> tuple[str, Mapping[str, int]]:
+    """`redact_value` of one string found under `name` (None: not under a name): its
+    secrets replaced, or all of it when the name sounds secret. Returns the counts too."""
+    redaction = redact(text)
+    if redaction.counts:
+        return redaction.text, redaction.counts
+    kind = _field_kind(name, text) if name is not None else None
+    if kind is None:
+        return text, {}
+    return f"[REDACTED:{kind}]", {kind: 1}
+
+
 def _redact_in(value: JsonValue, name: str | None) -> tuple[JsonValue, dict[str, int]]:
     """`redact_value` of a value found under `name` (None: at the top of a document)."""
     counts: Counter[str] = Counter()
 
     def text(item: str, name: str | None = None) -> str:
-        redaction = redact(item)
-        if redaction.counts:
-            counts.update(redaction.counts)
-            return redaction.text
-        kind = _field_kind(name, item) if name is not None else None
-        if kind is None:
-            return item
-        counts[kind] += 1
-        return f"[REDACTED:{kind}]"
+        cleaned, found = redact_named(item, name)
+        counts.update(found)
+        return cleaned
 
     def walk(item: JsonValue, name: str | None = None) -> JsonValue:
         if isinstance(item, str):
