@@ -823,4 +823,8 @@ def _created(
 
 def _audit_fields(event: str, data: dict[str, Any]) -> dict[str, str]:
     """The fields of an audit stream entry."""
-    return {"event": event, "at": utcnow().isoformat(), "data": json.dumps(data, default=str)}
+    return {"event": event, "at": utcnow().isoformat(), "data": _AUDIT_JSON.encode(data)}
+
+
+# `json.dumps(data, default=str)`, without building an encoder for each event.
+_AUDIT_JSON = json.JSONEncoder(default=str)
