@@ -204,12 +204,18 @@ class Deps:
 
 @asynccontextmanager
 async def open_deps(
-    settings: Settings, *, metrics: Metrics | None = None, tool_sources: bool = True
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    tool_sources: bool = True,
+    model: bool = True,
 ) -> AsyncIterator[Deps]:
     """Connect everything the settings name; close it all on exit.
 
     `tool_sources=False` leaves the policy's MCP servers unstarted: for commands that read
     or mark state and drive no investigation (the kill switch must never wait on one).
+    `model=False` builds no Claude client even with a key, and so never loads the SDK
+    (some 40 MB): for a process that investigates nothing (an intake-only `serve`).
     """
     policy = load_policy(
         settings.policy_dir, known_actions=KNOWN_ACTIONS, reversible_actions=REVERSIBLE_ACTIONS
@@ -223,7 +229,7 @@ async def open_deps(
             stack, settings.kubernetes_url, settings.actions_kubeconfig or settings.kubeconfig
         )
         claude = None
-        if settings.anthropic_api_key is not None:
+        if model and settings.anthropic_api_key is not None:
             # Imported here, not at start-up: the SDK is tens of MB, unused without a key.
             import anthropic
 

