@@ -11,7 +11,8 @@ Measured twice: with the runbook planner (no model key), and with Claude (a key,
 scripted Messages API of the tests, `tests/anthropic_server.py`, replaying the recorded
 investigation `evals/scenarios/bad-deploy-errors/transcripts/good.yaml` once per run; one
 worker, so that each run gets its own three replies in order), where the SDK is loaded at
-start-up.
+start-up. Then an intake-only server (`INCIDENT_BOT_WORKERS=0`, as the chart's intake pods)
+with a key in its environment: idle and after `RUNS` alerts (it builds no model client).
 Targets: idle <= 110 MB; growth after 100 runs <= 10 MB.
 Uses redis-server when installed, else an embedded Valkey.
 """
@@ -151,38 +152,67 @@ def scripted_claude(runs: int) -> Iterator[str]:
         server.assert_done()
 
 
-def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> ServeFigures:
-    """Idle RSS, RSS after `RUNS` runs, and how the runs ended; with the model at
-    `model_url` (one worker), else the runbook planner."""
-    port = free_port()
+def _env(redis_url: str, port: int, more: dict[str, str]) -> dict[str, str]:
+    """The server's environment: this one's, less the bot's own settings, and `more`."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("ANTHROPIC_", "SLACK_", "INCIDENT_BOT_"))
     }
-    env |= {
+    return env | {
         "REDIS_URL": redis_url,
         "INCIDENT_BOT_HOST": "127.0.0.1",
         "INCIDENT_BOT_PORT": str(port),
         "INCIDENT_BOT_KEY_PREFIX": PREFIX,
         "PYTHONPATH": str(ROOT),
+        **more,
     }
+
+
+@contextmanager
+def _serving(redis_url: str, data: Path, more: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """`serve --sandbox bad-deploy` with `more` in its environment, ready and idle: its
+    pid and base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "bot", "--log-level", "ERROR", "serve"]
+    bot = subprocess.Popen(
+        [*command, "--sandbox", "bad-deploy"],
+        env=_env(redis_url, port, more),
+        cwd=data,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until("the server is ready", lambda: _get(f"{base}/readyz") == 200, 60)
+        time.sleep(SETTLE_SECONDS)  # a bench: let the first sweeper pass and workers settle
+        yield bot.pid, base
+    finally:
+        bot.terminate()
+        bot.wait(timeout=30)
+
+
+def _post_alert(base: str, n: int) -> None:
+    """Alert `n` of the bench: a group of its own."""
+    body = dict(BODY, groupKey=f"bench-memory-{n}")
+    alert = dict(BODY["alerts"][0], fingerprint=f"{n:016x}")
+    status = _post(f"{base}/webhooks/alertmanager", dict(body, alerts=[alert]))
+    if status != 202:
+        raise RuntimeError(f"alert {n}: HTTP {status}")
+
+
+def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> ServeFigures:
+    """Idle RSS, RSS after `RUNS` runs, and how the runs ended; with the model at
+    `model_url` (one worker), else the runbook planner."""
+    more = {}
     if model_url is not None:
-        env |= {
+        more = {
             "ANTHROPIC_API_KEY": API_KEY,
             "ANTHROPIC_BASE_URL": model_url,
             "INCIDENT_BOT_WORKERS": "1",
         }
-    command = [sys.executable, "-m", "bot", "--log-level", "ERROR", "serve"]
-    bot = subprocess.Popen(
-        [*command, "--sandbox", "bad-deploy"], env=env, cwd=data, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
     client = redis.from_url(redis_url, decode_responses=True)
-    try:
-        _until("the server is ready", lambda: _get(f"{base}/readyz") == 200, 60)
-        time.sleep(SETTLE_SECONDS)  # a bench: let the first sweeper pass and workers settle
-        idle = rss_mb(bot.pid)
+    with _serving(redis_url, data, more) as (pid, base):
+        idle = rss_mb(pid)
 
         def settled(count: int) -> Callable[[], bool]:
             def check() -> bool:
@@ -194,31 +224,40 @@ def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> S
 
         started = time.monotonic()
         for n in range(RUNS):
-            body = dict(BODY, groupKey=f"bench-memory-{n}")
-            alert = dict(BODY["alerts"][0], fingerprint=f"{n:016x}")
-            status = _post(f"{base}/webhooks/alertmanager", dict(body, alerts=[alert]))
-            if status != 202:
-                raise RuntimeError(f"alert {n}: HTTP {status}")
+            _post_alert(base, n)
             if n == 0:  # the first run loads what only a run needs (detect-secrets, ...)
                 _until("the first run to propose or end", settled(1), 60)
-                first = rss_mb(bot.pid)
+                first = rss_mb(pid)
         _until(f"{RUNS} runs to propose or end", settled(RUNS), 300)
         seconds = time.monotonic() - started
-        after = rss_mb(bot.pid)
+        after = rss_mb(pid)
         time.sleep(SETTLE_SECONDS)
-        settled_after = rss_mb(bot.pid)
-        return ServeFigures(
-            idle=idle,
-            first=first,
-            after=after,
-            settled=settled_after,
-            seconds=seconds,
-            statuses=dict(_statuses(client)),
-        )
-    finally:
-        client.close()
-        bot.terminate()
-        bot.wait(timeout=30)
+        settled_after = rss_mb(pid)
+        statuses = dict(_statuses(client))
+    client.close()
+    return ServeFigures(
+        idle=idle,
+        first=first,
+        after=after,
+        settled=settled_after,
+        seconds=seconds,
+        statuses=statuses,
+    )
+
+
+def intake_figures(redis_url: str, data: Path) -> tuple[float, float]:
+    """Idle RSS, and RSS after `RUNS` alerts, of an intake-only server (no workers, as the
+    chart's intake pods) whose environment has a model key: it investigates nothing."""
+    more = {
+        "ANTHROPIC_API_KEY": API_KEY,
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",  # never asked: nothing here investigates
+        "INCIDENT_BOT_WORKERS": "0",
+    }
+    with _serving(redis_url, data, more) as (pid, base):
+        idle = rss_mb(pid)
+        for n in range(RUNS):
+            _post_alert(base, n)
+        return idle, rss_mb(pid)
 
 
 def _python(code: str) -> str:
@@ -289,6 +328,15 @@ def main() -> None:
         report(
             "Claude (scripted Messages API), one worker", serve_figures(url, Path(data), model_url)
         )
+    with tempfile.TemporaryDirectory() as data, redis_server(Path(data)) as url:
+        idle, after = intake_figures(url, Path(data))
+    verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
+    print(
+        "\nincident-bot serve --sandbox bad-deploy, intake only (INCIDENT_BOT_WORKERS=0),"
+        " a model key set"
+    )
+    print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
+    print(f"after {RUNS} alerts      {after:7.1f} MB  ({after - idle:+.1f} MB)")
     f = import_figures()
     print(f"\nimport cost (RSS of fresh interpreters; bare python {f.bare:.1f} MB)")
     print(f"  import bot.cli (what serve runs)  {f.cli:6.1f} MB  (+{f.cli - f.bare:.1f})")
