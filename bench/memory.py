@@ -20,6 +20,7 @@ Uses redis-server when installed, else an embedded Valkey.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -30,7 +31,6 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -134,7 +134,7 @@ def _script(runs: int) -> list[Exchange]:
     ]
 
 
-@contextmanager
+@contextlib.contextmanager
 def scripted_claude(runs: int) -> Iterator[str]:
     """The scripted Messages API, on a loop in a thread of its own; yields its URL."""
     loop = asyncio.new_event_loop()
@@ -169,7 +169,7 @@ def _env(redis_url: str, port: int, more: dict[str, str]) -> dict[str, str]:
     }
 
 
-@contextmanager
+@contextlib.contextmanager
 def _serving(redis_url: str, data: Path, more: dict[str, str]) -> Iterator[tuple[int, str]]:
     """`serve --sandbox bad-deploy` with `more` in its environment, ready and idle: its
     pid and base URL."""
@@ -210,8 +210,10 @@ def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> S
             "ANTHROPIC_BASE_URL": model_url,
             "INCIDENT_BOT_WORKERS": "1",
         }
-    client = redis.from_url(redis_url, decode_responses=True)
-    with _serving(redis_url, data, more) as (pid, base):
+    with (
+        contextlib.closing(redis.from_url(redis_url, decode_responses=True)) as client,
+        _serving(redis_url, data, more) as (pid, base),
+    ):
         idle = rss_mb(pid)
 
         def settled(count: int) -> Callable[[], bool]:
@@ -234,7 +236,6 @@ def serve_figures(redis_url: str, data: Path, model_url: str | None = None) -> S
         time.sleep(SETTLE_SECONDS)
         settled_after = rss_mb(pid)
         statuses = dict(_statuses(client))
-    client.close()
     return ServeFigures(
         idle=idle,
         first=first,
@@ -298,14 +299,18 @@ def import_figures() -> ImportFigures:
     )
 
 
+def _print_idle(idle: float) -> None:
+    verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
+    print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
+
+
 def report(engine: str, figures: ServeFigures) -> None:
     """Print one server's figures against the targets."""
     idle, first, after, settled = figures.idle, figures.first, figures.after, figures.settled
     growth = settled - idle
     print(f"incident-bot serve --sandbox bad-deploy, {engine}, {RUNS} runs")
     print(f"runs took {figures.seconds:.1f} s; statuses: {figures.statuses}")
-    verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
-    print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
+    _print_idle(idle)
     print(f"after the first run   {first:7.1f} MB  ({first - idle:+.1f} MB: first-use imports)")
     print(f"after {RUNS} runs        {after:7.1f} MB  ({after - first:+.1f} MB over runs 2-{RUNS})")
     verdict = "ok" if growth <= GROWTH_TARGET_MB else "MISSED"
@@ -330,12 +335,11 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory() as data, redis_server(Path(data)) as url:
         idle, after = intake_figures(url, Path(data))
-    verdict = "ok" if idle <= IDLE_TARGET_MB else "MISSED"
     print(
         "\nincident-bot serve --sandbox bad-deploy, intake only (INCIDENT_BOT_WORKERS=0),"
         " a model key set"
     )
-    print(f"idle RSS              {idle:7.1f} MB  (target <= {IDLE_TARGET_MB:.0f} MB: {verdict})")
+    _print_idle(idle)
     print(f"after {RUNS} alerts      {after:7.1f} MB  ({after - idle:+.1f} MB)")
     f = import_figures()
     print(f"\nimport cost (RSS of fresh interpreters; bare python {f.bare:.1f} MB)")
