@@ -208,6 +208,8 @@ return 1
 """
 
 AUDIT_MAXLEN = 10_000
+# `json.dumps(data, default=str)` for audit data, without building an encoder per event.
+_AUDIT_JSON = json.JSONEncoder(default=str)
 _LIST_PAGE = 100  # runs read and parsed between two returns to the event loop
 
 
@@ -824,7 +826,3 @@ def _created(
 def _audit_fields(event: str, data: dict[str, Any]) -> dict[str, str]:
     """The fields of an audit stream entry."""
     return {"event": event, "at": utcnow().isoformat(), "data": _AUDIT_JSON.encode(data)}
-
-
-# `json.dumps(data, default=str)`, without building an encoder for each event.
-_AUDIT_JSON = json.JSONEncoder(default=str)
