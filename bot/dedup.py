@@ -235,7 +235,7 @@ class AlertGroups:
             queue_args=tuple(queue_args),
         )
         created = await self._deps.store.create_claimed(
-            new.run, new.steps, events=new.events, alerts=new.alerts, claim=claim
+            new.run, events=new.events, alerts=new.alerts, claim=claim
         )
         if isinstance(created, str):
             return created

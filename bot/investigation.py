@@ -19,6 +19,7 @@ from bot.approvals import approve_by_policy, assess, describe_target
 from bot.batching import Command
 from bot.checkpoints import Checkpointer
 from bot.compaction import audit_compactions
+from bot.first_step import alert_step
 from bot.guidance import Briefing
 from bot.headline import with_headline
 from bot.metrics import Metrics
@@ -41,6 +42,7 @@ from bot.store import RunStore
 from bot.tiering import FastModel, charge, record_call
 from bot.tool_calls import ToolRunner
 from bot.untrusted import (
+    alert_flags,
     count,
     merge_flags,
     record_flags,
@@ -108,13 +110,15 @@ class Investigator:
     async def _investigate(self, run: Run, transcript: list[Step]) -> Run:
         started = time.monotonic()
         resumed = self._resume(run, transcript)
+        # A run as intake created it has no transcript: its first step is the alert.
+        run, opening = await self._opening(run, transcript)
         # The reads for the next model call, made beside the last checkpoint (the one
         # that starts the investigation, or the last tool round's).
         ahead: StepReads | None = None
-        if run.status is not RunStatus.INVESTIGATING:
+        if run.status is not RunStatus.INVESTIGATING or opening:
             starting = run.model_copy(update={"status": RunStatus.INVESTIGATING})
             if resumed is None:
-                run, ahead = await self._write_reading(starting, (), transcript)
+                run, ahead = await self._write_reading(starting, opening, transcript)
             else:
                 run = await self._write(starting)
         # The briefing and alert news, written with the model reply that read them.
@@ -134,10 +138,7 @@ class Investigator:
             if reads is not None:
                 news, found = alert_news(transcript, reads.alerts)
                 if news is not None:
-                    await record_flags(self.checkpoints.note, self.metrics, run.id, found)
-                    flags = [flag for _, flag in found]
-                    if flags:
-                        run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
+                    run = await self._flagged(run, found)
                     pending.append(news)
                     transcript.append(news)
                 briefing = await self._briefing(run, transcript, reads)
@@ -181,6 +182,24 @@ class Investigator:
                     pass
             if run.engine == "model" and isinstance(turn, RunTools | Continue):
                 run, resumed = await self._vetting.after(run, transcript)
+
+    async def _opening(self, run: Run, transcript: list[Step]) -> tuple[Run, list[Step]]:
+        """For a run without a transcript, its first step (`bot.first_step`), added to
+        `transcript` and to be written by the checkpoint that starts the investigation;
+        the run has the flags the alert's text raises, noted for that checkpoint."""
+        if transcript:
+            return run, []
+        first = alert_step(run.alert)
+        transcript.append(first)
+        return await self._flagged(run, alert_flags(run.alert)), [first]
+
+    async def _flagged(self, run: Run, found: Sequence[tuple[str, Flag]]) -> Run:
+        """The run with the flags `found` (each with where), noted for its next checkpoint
+        and counted."""
+        await record_flags(self.checkpoints.note, self.metrics, run.id, found)
+        if not found:
+            return run
+        return run.model_copy(update={"flags": merge_flags(run.flags, [f for _, f in found])})
 
     async def _hold(self, run: Run, where: str, seen: _Seen | None = None) -> None:
         """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused, as

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,51 +10,27 @@ from datetime import timedelta
 from bot.approvals import assess, refusal
 from bot.deps import Deps
 from bot.errors import LeaseHeld, ProposalError
-from bot.models import Alert, Decision, Flag, Run, RunStatus, Step, TextPart, utcnow
+from bot.models import Alert, Decision, Run, RunStatus, utcnow
 from bot.runner import RunDriver
 from bot.store import AuditEntry
 from bot.untrusted import (
     RedactedAlert,
-    alert_flags,
     count,
-    count_flags,
-    flag_events,
-    merge_flags,
     redacted,
 )
 
 POLL_SECONDS = 0.5
 
 
-def alert_step(alert: Alert) -> Step:
-    """The first transcript message: the alert, as the investigator reads it."""
-    described = {
-        "title": alert.title,
-        "status": alert.status,
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "starts_at": alert.starts_at.isoformat() if alert.starts_at else None,
-        "generator_url": alert.generator_url,
-    }
-    # Compact JSON: indented, it took the pure-Python encoder (a new group's intake spent
-    # 8 % of its time there) and cost the model a token per indentation.
-    text = (
-        f"Alert from {alert.source}, group {alert.group_key}:\n"
-        f"{json.dumps(described)}\n"
-        f"Investigate it now (the time is {utcnow():%Y-%m-%dT%H:%M:%SZ})."
-    )
-    return Step(index=0, role="user", author="alert", content=[TextPart(text=text)])
-
-
 @dataclass(frozen=True, kw_only=True)
 class NewRun:
-    """A run about to be created, with what is written with it (`RunStore.create`)."""
+    """A run about to be created, with what is written with it (`RunStore.create`): no
+    transcript yet (the investigation's first checkpoint writes the alert's step and
+    flags its text: `bot.first_step`)."""
 
     run: Run
-    steps: list[Step]
     events: list[AuditEntry]
     alerts: list[Alert]
-    flags: list[tuple[str, Flag]]  # found in the alert: counted once it is created
 
 
 async def start_run(
@@ -67,16 +42,17 @@ async def start_run(
     alerts: Sequence[Alert | RedactedAlert] = (),
     events: Sequence[AuditEntry] = (),
 ) -> Run:
-    """Create a queued run for the alert, with the alert as its first step, in one write
-    with its group's `alerts` (logged as `fold_alerts` logs them) and further audit
-    `events` (after its own: `created`, with the alert's redactions, and a flag's).
+    """Create a queued run for the alert (its transcript starts when its investigation
+    does: `bot.first_step`), in one write with its group's `alerts` (logged as
+    `fold_alerts` logs them) and further audit `events` (after its own: `created`, with
+    the alert's redactions).
 
     Nothing is stored unredacted: a plain `Alert` is redacted here and its redactions
     counted; a `RedactedAlert` was redacted (and counted) by its caller, and is stored
     as it is. Raises `RunExists` when `run_id` names a run that was already created.
     """
     new = new_run(deps, alert, trigger=trigger, run_id=run_id, alerts=alerts, events=events)
-    created = await deps.store.create(new.run, new.steps, events=new.events, alerts=new.alerts)
+    created = await deps.store.create(new.run, events=new.events, alerts=new.alerts)
     count_started(deps, new)
     return created
 
@@ -94,31 +70,25 @@ def new_run(
     clean = _redacted(deps, [alert, *alerts])
     first = clean[id(alert)]
     alert, redactions = first.alert, dict(first.redactions)
-    found = alert_flags(alert)
-    flags = merge_flags([], [flag for _, flag in found])
     run = Run.model_validate(
         {
             **({"id": run_id} if run_id else {}),
             "alert": alert,
             "trigger": trigger,
             "deadline": utcnow() + timedelta(seconds=deps.settings.run_deadline_seconds),
-            "flags": flags,
         }
     )
     created_event = {"trigger": trigger, "alert": alert.title, "redactions": redactions or None}
     return NewRun(
         run=run,
-        steps=[alert_step(alert)],
-        events=[("created", created_event), *flag_events(found), *events],
+        events=[("created", created_event), *events],
         alerts=[clean[id(a)].alert for a in alerts],
-        flags=found,
     )
 
 
 def count_started(deps: Deps, new: NewRun) -> None:
     """Count a run that `new_run` described, now created."""
     deps.metrics.runs_started.labels(new.run.trigger).inc()
-    count_flags(deps.metrics, new.flags)
 
 
 def _redacted(deps: Deps, alerts: Sequence[Alert | RedactedAlert]) -> dict[int, RedactedAlert]:

@@ -363,19 +363,19 @@ class RunStore(AlertLog):
     async def create_claimed(
         self,
         run: Run,
-        steps: Sequence[Step],
         *,
         events: Sequence[AuditEntry],
         alerts: Sequence[Alert],
         claim: GroupClaim,
     ) -> Run | str:
-        """`create` for a new alert group's run, which also claims the group and queues
-        the run, all in one script (one round trip, shared with other callers): on a single
-        server only. Returns the run, or the id of the run that already holds the group
-        (then nothing is written). Raises `RunExists` as `create` does."""
+        """`create` for a new alert group's run (no transcript steps yet), which also
+        claims the group and queues the run, all in one script (one round trip, shared
+        with other callers): on a single server only. Returns the run, or the id of the
+        run that already holds the group (then nothing is written). Raises `RunExists` as
+        `create` does."""
         if self.batches is None:
             raise StoreError("a group is claimed with its run only on a single server")
-        created, args = _created(run, steps, events, alerts)
+        created, args = _created(run, (), events, alerts)
         now = time.time()
         head = [run.id, claim.ttl_seconds, now, now - self._retention, len(claim.queue_args)]
         keys = [

@@ -187,9 +187,11 @@ async def test_a_new_run_is_written_with_its_alerts_and_audit_events_in_order(
     admission = await groups.admit([planted, _pod("b")])
     assert admission.run_id is not None and admission.outcome == "started"
     events = [e.event for e in await deps.store.read_audit(admission.run_id)]
-    assert events == ["created", "injection_flagged", "admitted"]
+    assert events == ["created", "admitted"]
+    # The alert's step and its flags are the investigation's to write (tests/test_first_step.py).
     run = await deps.store.load(admission.run_id)
-    assert [f.kind for f in run.flags] == ["ignore_instructions"]
+    assert (run.steps, run.flags) == (0, [])
+    assert await deps.store.transcript(run.id) == []
     log = await deps.store.alert_log(admission.run_id)
     assert [(a.fingerprint, a.status) for a in log] == [("fp-a", "firing"), ("fp-b", "firing")]
 

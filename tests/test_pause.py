@@ -301,6 +301,8 @@ async def test_an_investigation_stops_before_its_next_step_at_its_checkpoint(
     with pytest.raises(Paused, match="before its next model call or planner step"):
         await bot.deps.driver().drive(run.id)
     stopped = await store.load(run.id)
-    assert stopped.status is RunStatus.INVESTIGATING and stopped.steps == run.steps
+    # Stopped at the checkpoint that started the investigation: the alert's step only.
+    assert stopped.status is RunStatus.INVESTIGATING
+    assert [s.author for s in await store.transcript(run.id)] == ["alert"]
     assert await store.lease_holder(run.id) is None
     assert await bot.deps.pause.touched() == {run.id: "stopped"}

@@ -72,9 +72,8 @@ async def test_a_drive_that_always_raises_is_parked_after_3_deliveries_and_retri
 ) -> None:
     run = await start_run(deps, alert(severity="critical"))
     key = _transcript_key(store, run.id)
-    (alert_step,) = await store.redis.lrange(key, 0, -1)
     # A transcript entry that is not JSON: every drive raises as it reads the transcript.
-    await store.redis.lset(key, 0, '{"index": 0, "role": "user", "content": [')
+    await store.redis.rpush(key, '{"index": 0, "role": "user", "content": [')
     await deps.queue.enqueue(run.id, "start")
     replica = await start_replica(
         tmp_path,
@@ -115,8 +114,8 @@ async def test_a_drive_that_always_raises_is_parked_after_3_deliveries_and_retri
             page = await r.text()
         assert "incident_bot_dead_letters_total 1.0" in page
 
-        # The cause is fixed (the transcript entry restored); the operator retries the run.
-        await store.redis.lset(key, 0, alert_step)
+        # The cause is fixed (the entry removed); the operator retries the run.
+        await store.redis.delete(key)
         code, out, err = await run_bot("runs", "retry", run.id, env=env, cwd=tmp_path)
         assert code == 0, err
         assert f"Run {run.id} is queued again (queued)" in out

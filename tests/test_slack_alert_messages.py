@@ -224,7 +224,9 @@ async def test_alert_text_is_redacted_and_text_that_addresses_the_model_is_flagg
         await bot.send(delivery(raw, event_id="Ev1"), json_body=True)
         await slack.until(lambda: slack.thread(raw["ts"]) or None)
 
-        [run] = await runs_of(store)
+        [queued] = await runs_of(store)
+        # The investigation's first checkpoint writes the alert's step and its flags.
+        run = await bot.deps.driver().drive(queued.id)
         stored = run.alert.model_dump_json() + json.dumps(
             [s.model_dump(mode="json") for s in await store.transcript(run.id)]
         )
