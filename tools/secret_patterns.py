@@ -1,17 +1,19 @@
 """What counts as a secret: the detectors behind `tools.redaction`.
 
 detect-secrets' format plugins (AWS key ids, Azure storage keys, URL credentials, Slack,
-GitHub, GitLab, Stripe, SendGrid, Twilio, Mailchimp, PyPI, Square, Discord, Telegram) and
-its JWT validity check, plus our patterns for what they miss: passwords in URLs and
-connection strings, keyword pairs (`password=`, `"token": "..."`, YAML, CLI flags,
-Kubernetes env entries, prose), bearer and basic credentials, cookies, PEM private keys
-(also base64-encoded), AWS secret keys, Azure SAS keys and signatures, and newer token
-formats (fine-grained GitHub, Anthropic, OpenAI, Google, Vault, npm).
+Stripe, SendGrid, Twilio, Mailchimp, PyPI, Square, Discord, Telegram) and its JWT validity
+check, plus our patterns for what they miss: passwords in URLs and connection strings,
+keyword pairs (`password=`, `"token": "..."`, YAML, CLI flags, Kubernetes env entries,
+prose), bearer and basic credentials, cookies, PEM private keys (also base64-encoded), AWS
+secret keys, Azure SAS keys and signatures, and token formats (GitHub, GitLab, Anthropic,
+OpenAI, Google, Vault, npm).
 
 Not used: detect-secrets' high-entropy plugins (they would eat image digests and git SHAs),
 its KeywordDetector (on our corpus, in its config-file mode, it flags 10 of 140 near
-misses such as `password_policy: strict` and finds 42 of 123 secrets), and its JWT, npm
-and OpenAI patterns (unbounded; see `PluginDetector`).
+misses such as `password_policy: strict` and finds 42 of 123 secrets), its JWT, npm and
+OpenAI patterns (unbounded; see `PluginDetector`), and its GitHub and GitLab plugins: their
+patterns capture the token's prefix (`(ghp|gho|...)_...`), so they report `ghp` or `glpat`
+and never the token (a GitLab personal access token went through unredacted).
 
 Patterns marked `(?i)` are written in lowercase and scan the folded text. Most start with a
 literal, which lets the regex engine skip ahead instead of trying every position.
@@ -161,7 +163,14 @@ def _vendor_patterns() -> list[Detector]:
             ("hooks.slack.com",)),
         _rx("github_token", VENDOR,
             r"(?:gh[pousr]_[A-Za-z0-9]{30,251}|github_pat_[A-Za-z0-9_]{20,255})",
-            ("gh", "github_pat_")),
+            # Hints are literals every match holds: whole prefixes, since `gh` and `gl`
+            # are in "High", "night", "global" (alert names, labels), nearly every text.
+            ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+        _rx("gitlab_token", VENDOR,
+            r"(?:(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas)-|GR1348941)"
+            r"[A-Za-z0-9_-]{20,1024}",
+            ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glcbt-", "glimt-", "glptt-",
+             "glagent-", "gloas-", "gr1348941")),
         _rx("stripe_key", VENDOR,
             r"(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,255}|whsec_[A-Za-z0-9]{24,128})",
             ("k_live_", "k_test_", "whsec_")),
@@ -169,7 +178,7 @@ def _vendor_patterns() -> list[Detector]:
         _rx("google_oauth_token", VENDOR, r"ya29\.[0-9A-Za-z_-]{20,2048}", ("ya29.",)),
         _rx("google_client_secret", VENDOR, r"GOCSPX-[0-9A-Za-z_-]{20,64}", ("gocspx-",)),
         _rx("npm_token", VENDOR, r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])", ("npm_",)),
-        _rx("vault_token", VENDOR, r"hv[sbr]\.[A-Za-z0-9_-]{20,500}", ("hv",)),
+        _rx("vault_token", VENDOR, r"hv[sbr]\.[A-Za-z0-9_-]{20,500}", ("hvs.", "hvb.", "hvr.")),
         _rx("anthropic_key", VENDOR, r"sk-ant-[A-Za-z0-9_-]{20,300}", ("sk-ant-",)),
         _rx("openai_key", VENDOR,
             r"sk-(?<![\w-]sk-)(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,300}",
@@ -301,8 +310,6 @@ def _plugin_detectors() -> list[Detector]:
     from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
     from detect_secrets.plugins.basic_auth import BasicAuthDetector
     from detect_secrets.plugins.discord import DiscordBotTokenDetector
-    from detect_secrets.plugins.github_token import GitHubTokenDetector
-    from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
     from detect_secrets.plugins.mailchimp import MailchimpDetector
     from detect_secrets.plugins.pypi_token import PypiTokenDetector
     from detect_secrets.plugins.sendgrid import SendGridDetector
@@ -332,10 +339,6 @@ def _plugin_detectors() -> list[Detector]:
                        rank=STRUCTURE, accept=_assigned_value),
         PluginDetector(plugin=DiscordBotTokenDetector(), kind=always("discord_token"),
                        hints=(), min_length=59),
-        PluginDetector(plugin=GitHubTokenDetector(), kind=always("github_token"), hints=("gh",),
-                       tail=token_tail),
-        PluginDetector(plugin=GitLabTokenDetector(), kind=always("gitlab_token"),
-                       hints=("gl", "gr1348941")),
         PluginDetector(plugin=MailchimpDetector(), kind=always("mailchimp_key"), hints=("-us",)),
         PluginDetector(plugin=PypiTokenDetector(), kind=always("pypi_token"), hints=("pypi-ag",)),
         PluginDetector(plugin=SendGridDetector(), kind=always("sendgrid_key"), hints=("sg.",)),

@@ -1,0 +1,71 @@
+"""A detector runs only on text that holds one of its hints (`Catalog.wanted`): the hints
+never hide a secret their detector finds, and the merged regex that asks whether a text
+holds any hint (`any_of`) answers as a plain alternation of the hints does."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.secret_detectors import any_of, fold
+from tools.secret_patterns import catalog
+
+FIXTURES = Path(__file__).parent / "fixtures" / "secrets"
+CORPUS: list[dict[str, Any]] = [
+    *yaml.safe_load((FIXTURES / "secrets.yaml").read_text()),
+    *yaml.safe_load((FIXTURES / "near_misses.yaml").read_text()),
+]
+TAIL = "a1B2c3D4e5" * 4
+# Every token prefix a detector's hints name, in a sentence, and words that hold the
+# letters an earlier, looser hint was (`gh`, `gl`, `hv`).
+TOKENS = [
+    *(f"export TOKEN={prefix}{TAIL}" for prefix in ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    f"GITHUB_TOKEN=github_pat_{TAIL}_{TAIL}",
+    *(
+        f"gitlab: {prefix}{TAIL}"
+        for prefix in ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glcbt-", "glptt-")
+    ),
+    f"runner GR1348941{TAIL}",
+    *(f"VAULT_TOKEN={prefix}{TAIL}" for prefix in ("hvs.", "hvb.", "hvr.")),
+    "HighErrorRate: checkout 5xx ratio high overnight, global ingress throughput low",
+]
+
+
+def test_no_detector_skipped_for_its_hints_would_have_found_a_secret() -> None:
+    cat = catalog()
+    texts = [entry["text"] for entry in CORPUS] + TOKENS
+    skipped, hidden = 0, []
+    for text in texts:
+        folded = fold(text)
+        wanted = cat.wanted(text, folded)
+        for detector in cat.detectors:
+            if detector in wanted:
+                continue
+            skipped += 1
+            if list(detector.find(text, folded)):
+                hidden.append((text[:60], detector))
+    print(f"{len(texts)} texts: {skipped} detector runs skipped by hint, {len(hidden)} hid a hit")
+    assert hidden == []
+    assert skipped > len(texts)  # the hints do skip detectors
+
+
+def test_each_named_token_is_redacted() -> None:
+    from tools.redaction import redact
+
+    for text in TOKENS[:-1]:
+        assert TAIL not in redact(text).text, text
+
+
+def test_the_merged_hint_regex_matches_where_some_word_occurs() -> None:
+    rng = random.Random(7)
+    alphabet = "ab-._c"
+    for _ in range(300):
+        words = {"".join(rng.choices(alphabet, k=rng.randint(1, 4))) for _ in range(8)}
+        merged = re.compile(any_of(sorted(words)))
+        for _ in range(20):
+            text = "".join(rng.choices(alphabet + "xy", k=rng.randint(0, 12)))
+            assert bool(merged.search(text)) == any(w in text for w in words), (words, text)
