@@ -459,7 +459,10 @@ def _ms(values: list[float], pct: float) -> str:
 
 
 def _print_load(load: dict[str, Any]) -> None:
-    failed = sum(n for status, n in load["statuses"].items() if status != "202")
+    others = {status: n for status, n in sorted(load["statuses"].items()) if status != "202"}
+    failed = f"{sum(others.values())}" + (
+        f" ({', '.join(f'{status}: {n}' for status, n in others.items())})" if others else ""
+    )
     print(
         f"  intake: sent {load['rate']:.0f}/s, answered 202 while sending "
         f"{load['accepted_rate']:.0f}/s, p50 {load['p50_ms']:.1f} ms, "
