@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bot import injection
 from bot.metrics import Metrics
@@ -137,29 +136,18 @@ Audit = Callable[..., Awaitable[None]]
 async def record_flags(
     audit: Audit, metrics: Metrics, run_id: str, found: Sequence[tuple[str, Flag]]
 ) -> None:
-    """Audit each flag with where it was found (a tool call's input, an alert field), and
-    count it in `incident_bot_injection_flags_total{where}`."""
-    count_flags(metrics, found)
-    for event, data in flag_events(found):
-        await audit(run_id, event, **data)
-
-
-def flag_events(found: Sequence[tuple[str, Flag]]) -> list[tuple[str, dict[str, Any]]]:
-    """The audit events (name, data) `record_flags` writes, for a caller that writes
-    them itself (and then calls `count_flags`)."""
-    return [
-        (
-            "injection_flagged",
-            {"source": flag.source, "kind": flag.kind, "text": flag.excerpt, "where": where},
-        )
-        for where, flag in found
-    ]
-
-
-def count_flags(metrics: Metrics, found: Sequence[tuple[str, Flag]]) -> None:
-    """Add flags to `incident_bot_injection_flags_total`."""
-    for _, flag in found:
+    """Audit each flag (`injection_flagged`) with where it was found (a tool call's input,
+    an alert field), and count it in `incident_bot_injection_flags_total{where}`."""
+    for where, flag in found:
         metrics.injection_flags.labels(flag.source.partition(":")[0]).inc()
+        await audit(
+            run_id,
+            "injection_flagged",
+            source=flag.source,
+            kind=flag.kind,
+            text=flag.excerpt,
+            where=where,
+        )
 
 
 def count(metrics: Metrics, where: str, counts: Mapping[str, int]) -> None:
