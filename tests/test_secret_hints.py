@@ -25,8 +25,8 @@ CORPUS: list[dict[str, Any]] = [
     *yaml.safe_load((FIXTURES / "near_misses.yaml").read_text()),
 ]
 TAIL = "a1B2c3D4e5" * 4
-# Every token prefix a detector's hints name, in a sentence, and words that hold the
-# letters an earlier, looser hint was (`gh`, `gl`, `hv`).
+# A token of every prefix the GitHub, GitLab and Vault patterns know, in a sentence, and
+# ordinary words that hold a token's first letters (`gh`, `gl`).
 TOKENS = [
     *(f"export TOKEN={prefix}{TAIL}" for prefix in ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
     f"GITHUB_TOKEN=github_pat_{TAIL}_{TAIL}",
