@@ -177,8 +177,8 @@ _SHORT = 1024
 
 def any_of(words: Iterable[str]) -> str:
     """A regex that matches any of `words`, its branches merged by common prefix: `re`
-    tries each branch of a flat alternation at every position of the text (5.5 µs to
-    search a 50-character text for the catalog's 71 hints, against 1.3 µs merged)."""
+    tries each branch of a flat alternation at every position of the text (4.4 µs to
+    search a 53-character text for the catalog's 60 hints, against 1.2 µs merged)."""
     trie: dict[str, Any] = {}
     for word in words:
         node = trie
