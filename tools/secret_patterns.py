@@ -50,11 +50,15 @@ def catalog() -> Catalog:
 def field_kind(name: str, value: str) -> str | None:
     """The kind of secret a field holds judging by its name (`DB_PASSWORD`, `client_secret`,
     `api_key`), or None: other names, and values that are references or masks."""
+    kind = name_kind(name)
+    return kind if kind is not None and _assigned_value(value) else None
+
+
+def name_kind(name: str) -> str | None:
+    """The kind of secret a field of this name would hold (None: the name sounds like no
+    secret), whatever its value."""
     folded = fold(name)
-    for kind, pattern in _field_names():
-        if pattern.search(folded):
-            return kind if _assigned_value(value) else None
-    return None
+    return next((kind for kind, pattern in _field_names() if pattern.search(folded)), None)
 
 
 @cache
