@@ -189,6 +189,7 @@ def any_of(words: Iterable[str]) -> str:
 
 
 def _branches(node: dict[str, Any]) -> str:
+    """The regex for what follows one node of `any_of`'s trie."""
     ends = "" in node
     alternatives = [re.escape(char) + _branches(rest) for char, rest in node.items() if char]
     if not alternatives:
