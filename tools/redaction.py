@@ -27,7 +27,7 @@ from pydantic import JsonValue
 
 from tools.digest_cache import DigestCache
 from tools.secret_detectors import Hit, fold
-from tools.secret_patterns import catalog, field_kind, name_kind
+from tools.secret_patterns import assigned_value, catalog, name_kind
 
 _PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]{1,40}\]")
 _MIN_RECURRING = 8  # shorter values could be ordinary words elsewhere in the text
@@ -138,11 +138,12 @@ def _redact_in(value: JsonValue, name: str | None) -> tuple[JsonValue, dict[str,
 
 
 def _field_kind(name: str, value: str) -> str | None:
-    """`field_kind`, with the verdict on a short name remembered (label and field names
-    repeat on every alert and log line; their values, such as a group key, often do not):
-    a name that sounds like no secret needs no look at the value."""
+    """The kind of secret a field holds judging by its name, or None: other names, and
+    values that are references or masks. The verdict on a short name is remembered (label
+    and field names repeat on every alert and log line; their values, such as a group
+    key, often do not): a name that sounds like no secret needs no look at the value."""
     named = _short_name_kind(name) if len(name) <= _CACHED_CHARS else name_kind(name)
-    return None if named is None else field_kind(name, value)
+    return named if named is not None and assigned_value(value) else None
 
 
 _short_name_kind = DigestCache(name_kind, maxsize=8192)

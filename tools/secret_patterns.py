@@ -47,16 +47,10 @@ def catalog() -> Catalog:
     return Catalog([*_plugin_detectors(), *_vendor_patterns(), *_keyword_patterns()])
 
 
-def field_kind(name: str, value: str) -> str | None:
-    """The kind of secret a field holds judging by its name (`DB_PASSWORD`, `client_secret`,
-    `api_key`), or None: other names, and values that are references or masks."""
-    kind = name_kind(name)
-    return kind if kind is not None and _assigned_value(value) else None
-
-
 def name_kind(name: str) -> str | None:
-    """The kind of secret a field of this name would hold (None: the name sounds like no
-    secret), whatever its value."""
+    """The kind of secret a field of this name holds (`DB_PASSWORD`, `client_secret`,
+    `api_key`) when its value is an `assigned_value`; None: the name sounds like no
+    secret."""
     folded = fold(name)
     return next((kind for kind, pattern in _field_names() if pattern.search(folded)), None)
 
@@ -115,7 +109,7 @@ def _base64_private_key(value: str) -> bool:
     return b"PRIVATE KEY" in decoded
 
 
-def _assigned_value(value: str) -> bool:
+def assigned_value(value: str) -> bool:
     """A value assigned to a secret-sounding key, unless it is a reference or a mask."""
     if value.lower() in _NOT_SECRET or set(value) <= set("*xX.•#-"):
         return False
@@ -191,7 +185,7 @@ def _vendor_patterns() -> list[Detector]:
             r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{2,4096}={0,2}\.[A-Za-z0-9_-]{2,8192}={0,2}"
             r"(?:\.[A-Za-z0-9_+/=-]{0,4096})?", ("eyj",), _jwt),
         _rx("npm_token", VENDOR, r"(?i):_authtoken=[ \t]{0,8}(?P<v>[^\s\"'`\\]{8,1024})",
-            ("_authtoken",), _assigned_value),
+            ("_authtoken",), assigned_value),
         _rx("aws_secret_key", STRUCTURE,
             r"(?i)(?:aws_?)?secret_?(?:access_?)?key" + _SEPARATOR
             + r"\\?[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", ("secret",)),
@@ -200,10 +194,10 @@ def _vendor_patterns() -> list[Detector]:
             r"=(?P<v>[^&\s#\"'\\,;]{8,4096})", ("sig", "x-amz-security-token"), _tokenish),
         _rx("url_password", STRUCTURE,
             r"://(?<=[A-Za-z0-9]://)[^\s:/?#@\"'\\]{0,128}:(?P<v>[^\s/?#\"'\\]{1,256})@",
-            ("://",), _assigned_value),
+            ("://",), assigned_value),
         _rx("url_password", STRUCTURE,
             r"curl\b[^\r\n]{0,200}?[ \t](?:-u|--user)(?:[ \t]{1,8}|=)[\"']?[^\s:\"']{1,128}:"
-            r"(?P<v>[^\s\"'\\]{1,256})", ("curl",), _assigned_value),
+            r"(?P<v>[^\s\"'\\]{1,256})", ("curl",), assigned_value),
         PemDetector(),
         # base64("-----BEGIN ..."): decoded, it must name a private key (not a certificate).
         _rx("private_key", STRUCTURE, r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{20,65536}={0,2}",
@@ -258,7 +252,7 @@ _ASSIGNED = (
 def _keyword_patterns() -> list[Detector]:
     assigned = [
         _rx(kind, KEYWORD, "(?i)" + keyword + _KEY_END + _ASSIGN + _VALUE, (hint,),
-            _assigned_value)
+            assigned_value)
         for kind, keyword, hint in _ASSIGNED
     ]  # fmt: skip
     return [
@@ -267,11 +261,11 @@ def _keyword_patterns() -> list[Detector]:
         _rx(_keyword_kind, KEYWORD,
             r"(?i)name(?<![a-z0-9_]name)" + _SEPARATOR + r"\\?[\"']?[a-z0-9_.-]{0,60}?"
             + _KEYWORD + _KEY_END + r"\\?[\"']?[ \t]{0,8}(?:,[ \t]{0,8}|" + NEWLINE
-            + r"[ \t]{0,12})\\?[\"']?value" + _ASSIGN + _VALUE, ("value",), _assigned_value),
+            + r"[ \t]{0,12})\\?[\"']?value" + _ASSIGN + _VALUE, ("value",), assigned_value),
         _rx(_keyword_kind, KEYWORD,
             r"(?i)--(?:[a-z0-9]{1,20}-){0,4}(?P<key>password|passwd|secret|token|api-key|apikey)"
             r"[ \t]{1,8}(?P<v>[^\s\"'`\\,;&(){}\[\]<>-][^\s\"'`\\,;&(){}\[\]<>]{0,1023})",
-            ("--",), _assigned_value),
+            ("--",), assigned_value),
         _rx("password", KEYWORD,
             r"(?:redis-cli\b[^\r\n]{0,120}?[ \t]-a|sshpass[ \t]{1,8}-p)"
             r"[ \t]{1,8}(?P<v>[^\s\"'`\\]{1,256})", ("redis-cli", "sshpass")),
@@ -339,7 +333,7 @@ def _plugin_detectors() -> list[Detector]:
         PluginDetector(plugin=AzureStorageKeyDetector(), kind=always("azure_storage_key"),
                        hints=("accountkey=",), strip_prefix="AccountKey="),
         PluginDetector(plugin=BasicAuthDetector(), kind=always("url_password"), hints=("://",),
-                       rank=STRUCTURE, accept=_assigned_value),
+                       rank=STRUCTURE, accept=assigned_value),
         PluginDetector(plugin=DiscordBotTokenDetector(), kind=always("discord_token"),
                        hints=(), min_length=59),
         PluginDetector(plugin=MailchimpDetector(), kind=always("mailchimp_key"), hints=("-us",)),
