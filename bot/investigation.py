@@ -156,8 +156,7 @@ class Investigator:
                 case RunTools(calls=calls):
                     await self._hold(run, "before its next tool round", seen)
                     results, flags = await self._run_tools(run, calls, index=len(transcript))
-                    if flags:
-                        run = run.model_copy(update={"flags": merge_flags(run.flags, flags)})
+                    run = _with_flags(run, flags)
                     run = run.model_copy(update={"tool_calls": run.tool_calls + len(calls)})
                     transcript.append(results)
                     run, ahead = await self._write_reading(run, (results,), transcript)
@@ -197,9 +196,7 @@ class Investigator:
         """The run with the flags `found` (each with where), noted for its next checkpoint
         and counted."""
         await record_flags(self.checkpoints.note, self.metrics, run.id, found)
-        if not found:
-            return run
-        return run.model_copy(update={"flags": merge_flags(run.flags, [f for _, f in found])})
+        return _with_flags(run, [flag for _, flag in found])
 
     async def _hold(self, run: Run, where: str, seen: _Seen | None = None) -> None:
         """Raise `bot.pause.Paused` (the run noted as stopped) when the bot is paused, as
@@ -451,6 +448,11 @@ class Investigator:
         written, answers = await self.checkpoints.write_beside(run, (), counting)
         self.spend.added(answers)
         return written
+
+
+def _with_flags(run: Run, flags: Sequence[Flag]) -> Run:
+    """The run with `flags` merged into its own (the same run when there are none)."""
+    return run.model_copy(update={"flags": merge_flags(run.flags, flags)}) if flags else run
 
 
 @dataclass(frozen=True)
