@@ -54,7 +54,8 @@ def _sandboxed(url: str, sandbox: RunningSandbox, **extra: Any) -> Settings:
         "INCIDENT_BOT_VERIFY_INTERVAL": 0.05,
         "INCIDENT_BOT_VERIFY_TIMEOUT": 0.3,
         "INCIDENT_BOT_RECLAIM_AFTER": 0.2,
-        "INCIDENT_BOT_LEASE_SECONDS": 0.5,
+        # Renewed every third: long enough that a stall on a loaded machine keeps it.
+        "INCIDENT_BOT_LEASE_SECONDS": 1.0,
     }
     return _settings(url, **(quick | extra))
 
@@ -242,7 +243,8 @@ async def test_an_approved_run_executes_once_under_concurrent_drives_and_resolve
 async def test_the_sweeper_expires_a_proposal_and_repairs_a_dead_drivers_run(
     cluster_url: str, sandbox: RunningSandbox
 ) -> None:
-    settings = _sandboxed(cluster_url, sandbox, INCIDENT_BOT_APPROVAL_TIMEOUT=0.3)
+    # The proposal must outlast its own drive's settle pass on a loaded machine.
+    settings = _sandboxed(cluster_url, sandbox, INCIDENT_BOT_APPROVAL_TIMEOUT=1.0)
     async with open_deps(settings) as deps:
         await deps.queue.ensure_group()
         sweeper = Sweeper(deps, interval_seconds=0.2)
