@@ -11,9 +11,11 @@ or an ended run's cancelled, only when the write is accepted (`RunStore.write`'s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +33,14 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[Run, Sequence[Step]], Awaitable[None]]
 
+# The lease owner of the drive the current task is in (`Checkpointer.leased`).
+_DRIVE_OWNER: ContextVar[str | None] = ContextVar("drive_lease_owner", default=None)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Checkpointer:
-    """Writes checkpoints as `owner`; each write is fenced by lease and version."""
+    """Writes checkpoints as `owner` (the process; audit events name it); each write is
+    fenced by version and by the lease of the drive it is made in (`leased`)."""
 
     store: RunStore
     metrics: Metrics
@@ -46,6 +52,20 @@ class Checkpointer:
     memory: IncidentMemory | None = None
     # Noted audit events per run, for its next write.
     _noted: dict[str, list[AuditEntry]] = field(default_factory=dict, init=False, repr=False)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def leased(lease_owner: str) -> Iterator[None]:
+        """Fence the writes of this task (a drive) by `lease_owner`, the lease it took.
+
+        Each drive takes the lease as itself, not as the process: a drive whose lease
+        expired is refused at its next write even when another drive of this process
+        (another worker, the sweeper) took the run over meanwhile."""
+        token = _DRIVE_OWNER.set(lease_owner)
+        try:
+            yield
+        finally:
+            _DRIVE_OWNER.reset(token)
 
     async def write(self, run: Run, steps: Sequence[Step] = ()) -> Run:
         """Write the run, append steps and the events noted for it; raises `StaleWrite`
@@ -64,7 +84,7 @@ class Checkpointer:
         try:
             result = await self.store.write(
                 run,
-                owner=self.owner,
+                owner=_DRIVE_OWNER.get() or self.owner,
                 steps=steps,
                 events=events,
                 beside=beside,

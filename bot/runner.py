@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -301,7 +302,8 @@ class RunDriver:
         finished leaves its end marks and gives the lease back in one script (a Redis
         error there is raised, and the lease expires); otherwise the lease is released
         however the block ends (if Redis refuses that too, it expires)."""
-        owner = self.checkpoints.owner
+        # This drive's own: see `Checkpointer.leased`.
+        owner = f"{self.checkpoints.owner}/{secrets.token_hex(4)}"
         asked = time.monotonic()
         taken = await self.store.take(
             run_id,
@@ -316,7 +318,8 @@ class RunDriver:
             name=f"lease-renewer:{run_id}",
         )
         try:
-            yield held
+            with self.checkpoints.leased(owner):
+                yield held
         finally:
             renewer.cancel()
             # Never raises: the renewer ends only by cancellation or by returning.
