@@ -37,6 +37,12 @@ Listener = Callable[[Run, Sequence[Step]], Awaitable[None]]
 _DRIVE_OWNER: ContextVar[str | None] = ContextVar("drive_lease_owner", default=None)
 
 
+def _drive_of(run_id: str) -> tuple[str, str | None]:
+    """The run and the drive this task is in: whose noted events are whose, when two
+    drives of one run are in this process (one of them stale)."""
+    return run_id, _DRIVE_OWNER.get()
+
+
 @dataclass(frozen=True, kw_only=True)
 class Checkpointer:
     """Writes checkpoints as `owner` (the process; audit events name it); each write is
@@ -50,8 +56,10 @@ class Checkpointer:
     deadlines: Deadlines | None = None
     # Given: each terminal write leaves the run's record for later runs (`bot.memory`).
     memory: IncidentMemory | None = None
-    # Noted audit events per run, for its next write.
-    _noted: dict[str, list[AuditEntry]] = field(default_factory=dict, init=False, repr=False)
+    # Noted audit events per run and drive (`leased`), for that drive's next write.
+    _noted: dict[tuple[str, str | None], list[AuditEntry]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @staticmethod
     @contextlib.contextmanager
@@ -78,7 +86,7 @@ class Checkpointer:
         """`write`, sending `beside` (commands on other hash slots) in the same round trip
         where Redis allows it (`RunStore.write`); returns their answers too."""
         started = time.perf_counter()
-        events = self._noted.pop(run.id, [])
+        events = self._noted.pop(_drive_of(run.id), [])
         at = utcnow()
         tracking = self.deadlines.tracking(run, written_at=at) if self.deadlines is not None else []
         try:
@@ -97,7 +105,7 @@ class Checkpointer:
             raise
         except BaseException:
             # Not known to be written (a Redis error, a cancellation): `flush` tries again.
-            self._noted.setdefault(run.id, [])[:0] = events
+            self._noted.setdefault(_drive_of(run.id), [])[:0] = events
             raise
         self.metrics.checkpoint_write.observe(time.perf_counter() - started)
         written = result.run
@@ -119,11 +127,11 @@ class Checkpointer:
 
     async def note(self, run_id: str, event: str, **data: Any) -> None:
         """An audit event like `audit`'s, written by the run's next `write`."""
-        self._noted.setdefault(run_id, []).append((event, {"owner": self.owner, **data}))
+        self._noted.setdefault(_drive_of(run_id), []).append((event, {"owner": self.owner, **data}))
 
     async def flush(self, run_id: str) -> None:
         """Append the events still noted for the run (its drive ends without a write)."""
-        await self._append(run_id, self._noted.pop(run_id, []))
+        await self._append(run_id, self._noted.pop(_drive_of(run_id), []))
 
     async def _append(self, run_id: str, events: Sequence[AuditEntry]) -> None:
         for event, data in events:

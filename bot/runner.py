@@ -317,33 +317,33 @@ class RunDriver:
             self._renew(run_id, owner, expires=asked + self.lease_seconds),
             name=f"lease-renewer:{run_id}",
         )
-        try:
-            with self.checkpoints.leased(owner):
-                yield held
-        finally:
-            renewer.cancel()
-            # Never raises: the renewer ends only by cancellation or by returning.
-            await asyncio.wait([renewer])
+        with self.checkpoints.leased(owner):
             try:
-                # Events noted for a write that never came (the drive failed) still count.
-                await self.checkpoints.flush(run_id)
-            except (RedisError, OSError) as exc:
-                log.warning(
-                    "could not append the drive's last audit events: %s",
-                    exc,
-                    extra={"run_id": run_id},
-                )
-            if held.finished_with is not None:
-                recorded = await self.marks.end(
-                    run_id,
-                    held.finished_with,
-                    lease_key=self.store.lease_key(run_id),
-                    decisions_key=self.store.decisions_key(run_id),
-                    owner=owner,
-                )
-                held.unseen = recorded > held.finished_with
-            else:
-                await self._release(run_id, owner)
+                yield held
+            finally:
+                renewer.cancel()
+                # Never raises: the renewer ends only by cancellation or by returning.
+                await asyncio.wait([renewer])
+                try:
+                    # Events noted for a write that never came (the drive failed) still count.
+                    await self.checkpoints.flush(run_id)
+                except (RedisError, OSError) as exc:
+                    log.warning(
+                        "could not append the drive's last audit events: %s",
+                        exc,
+                        extra={"run_id": run_id},
+                    )
+                if held.finished_with is not None:
+                    recorded = await self.marks.end(
+                        run_id,
+                        held.finished_with,
+                        lease_key=self.store.lease_key(run_id),
+                        decisions_key=self.store.decisions_key(run_id),
+                        owner=owner,
+                    )
+                    held.unseen = recorded > held.finished_with
+                else:
+                    await self._release(run_id, owner)
 
     async def _release(self, run_id: str, owner: str) -> None:
         """Give the lease back; a Redis error is logged (the lease expires by itself)."""
