@@ -15,6 +15,8 @@ import io
 import itertools
 import math
 import multiprocessing
+import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -89,10 +91,27 @@ def render_png(
     return buffer.getvalue()
 
 
+def _exit_with_parent() -> None:
+    """In the renderer's child, at its start: exit when the bot's process ends, however
+    it ends. A killed bot (SIGKILL, the OOM killer) stops nothing, and the child would
+    otherwise stay orphaned, holding matplotlib's memory."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_after, args=(parent,), name="exit-with-parent", daemon=True
+        ).start()
+
+
+def _exit_after(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns when the parent's sentinel closes: it exited
+    os._exit(0)
+
+
 class ChildRenderer:
     """Renders PNGs (`render_png`) one at a time in a child process, started at the first
     render (spawned: nothing of this process's state is copied into it) and started again
-    after one that died (that render fails: `BrokenProcessPool`)."""
+    after one that died (that render fails: `BrokenProcessPool`). The child exits with
+    the bot's process, even a killed one."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -108,7 +127,9 @@ class ChildRenderer:
         """`render_png` of the arguments, drawn in the child."""
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=_exit_with_parent
+            )
         pool = self._pool
         work = functools.partial(
             render_png, tuple(series), title=title, marks=tuple(marks), threshold=threshold

@@ -4,12 +4,16 @@ sparkline, which query a run's signal is, and the sandbox's series of the demo s
 
 from __future__ import annotations
 
+import asyncio
 import io
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -27,6 +31,7 @@ from bot.charts import (
 from bot.demo import demo_alert
 from bot.models import Check, Proposal, Run, utcnow
 from bot.signals import lines_of, signal_of, split_comparison
+from tests.processes import eventually
 from tools.actions import ROLLBACK, ActionContext, RollbackInput
 from tools.sandbox import RunningSandbox
 
@@ -152,3 +157,57 @@ async def test_the_child_renderer_draws_apart_and_starts_again_after_its_child_d
         assert {BLUE} <= _colours(again)
     finally:
         renderer.close()
+
+
+# A process that, as `serve` does, handles SIGTERM on its loop; it draws one chart, writes
+# its renderer's child's pid to the file it is given, and waits to be killed.
+_DRAWS_THEN_WAITS = """
+import asyncio, multiprocessing, pathlib, signal, sys
+from bot.charts import ChildRenderer, Line
+
+async def main():
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, print)
+    renderer = ChildRenderer()  # kept: a pool collected as garbage stops its child
+    await renderer.render([Line(label="x", points=((0.0, 1.0), (60.0, 2.0)))], title="t")
+    [child] = multiprocessing.active_children()
+    pathlib.Path(sys.argv[1]).write_text(str(child.pid))
+    await asyncio.Event().wait()
+    renderer.close()
+
+asyncio.run(main())
+"""
+
+
+def _exited(pid: int) -> bool | None:
+    """True once `pid` is gone (or a zombie: it exited, unreaped by its new parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return True if stat.read().rsplit(")", 1)[1].split()[0] == "Z" else None
+    except FileNotFoundError:
+        return True
+
+
+async def test_the_renderers_child_exits_when_the_bot_is_killed(tmp_path: Path) -> None:
+    # SIGKILL leaves no shutdown to stop the child: it must see its parent go by itself,
+    # not stay orphaned holding its memory (a matplotlib process, ~100 MB).
+    written = tmp_path / "child.pid"
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DRAWS_THEN_WAITS, str(written), stdin=asyncio.subprocess.DEVNULL
+    )
+
+    async def child_pid() -> int | None:
+        return int(written.read_text()) if written.exists() and written.read_text() else None
+
+    child = await eventually(child_pid, within=60)
+    assert _exited(child) is None
+    bot.kill()
+    await bot.wait()
+
+    async def gone() -> bool | None:
+        return _exited(child)
+
+    try:
+        assert await eventually(gone, within=10)
+    finally:
+        if not _exited(child):
+            os.kill(child, signal.SIGKILL)  # not left behind by a failure
