@@ -160,19 +160,19 @@ async def test_the_child_renderer_draws_apart_and_starts_again_after_its_child_d
 
 
 # A process that, as `serve` does, handles SIGTERM on its loop; it draws one chart, writes
-# its renderer's child's pid to the file it is given, and waits to be killed.
+# its renderer's child's pid to the file it is given, and waits to be killed (holding its
+# renderer: a pool collected as garbage would stop its child).
 _DRAWS_THEN_WAITS = """
 import asyncio, multiprocessing, pathlib, signal, sys
 from bot.charts import ChildRenderer, Line
 
 async def main():
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, print)
-    renderer = ChildRenderer()  # kept: a pool collected as garbage stops its child
+    renderer = ChildRenderer()
     await renderer.render([Line(label="x", points=((0.0, 1.0), (60.0, 2.0)))], title="t")
     [child] = multiprocessing.active_children()
     pathlib.Path(sys.argv[1]).write_text(str(child.pid))
     await asyncio.Event().wait()
-    renderer.close()
 
 asyncio.run(main())
 """
